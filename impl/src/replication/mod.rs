@@ -1,0 +1,1 @@
+//! replication (under construction).
