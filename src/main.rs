@@ -1,1 +1,42 @@
-fn main() {}
+//! `osprey`: one binary fronting every part of Osprey — the model checker, the broker, and
+//! the conformance suite.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "osprey",
+    version,
+    about = "A verified, Kafka-compatible replicated log",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Model-check Kafka's partition replication protocol exhaustively within bounds.
+    Check(cmd::check::CheckArgs),
+    /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
+    Explore(cmd::check::ExploreArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check(args) => cmd::check::run(args),
+        Command::Explore(args) => cmd::check::explore(args),
+    }
+}

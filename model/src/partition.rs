@@ -1,0 +1,1134 @@
+//! The partition replication model: one Kafka partition replicated on every broker, with its
+//! controller. `PartitionModel` implements stateright's `Model`; every step is a pure function
+//! of the state, written so that it can be read next to the broker code that implements it.
+
+use crate::action::Action;
+use crate::config::{AcksChoice, FlushPolicy, ModelConfig, Variant};
+use crate::state::*;
+use crate::types::*;
+
+/// A follower whose log end offset the leader has not learned since it became leader.
+pub const UNKNOWN_OFFSET: Offset = u8::MAX;
+
+/// One Kafka partition, replicated on `config.brokers` brokers, and its controller.
+#[derive(Clone, Debug)]
+pub struct PartitionModel {
+    pub config: ModelConfig,
+}
+
+impl PartitionModel {
+    pub fn new(config: ModelConfig) -> Self {
+        PartitionModel { config }
+    }
+
+    fn n(&self) -> u8 {
+        self.config.brokers
+    }
+
+    fn all(&self) -> BrokerSet {
+        BrokerSet::all(self.n() as usize)
+    }
+
+    /// Whether the bounds allow one more partition change that is not an election. Elections
+    /// bump both epochs, so the difference counts the other changes.
+    fn isr_change_allowed(&self, c: &Controller) -> bool {
+        c.partition_epoch - c.leader_epoch < self.config.max_isr_changes
+    }
+
+    fn elr_enabled(&self) -> bool {
+        !self.config.is(Variant::LastReplicaStanding)
+    }
+
+    /// The initial state: the partition was just created, broker 0 leads in epoch 0 with every
+    /// replica in the ISR, and every broker has learned it.
+    pub fn initial_state(&self) -> PartitionState {
+        let n = self.n();
+        let mut brokers = [Replica::new(); MAX_BROKERS];
+        for (b, r) in brokers.iter_mut().enumerate() {
+            if b >= n as usize {
+                r.alive = false;
+                continue;
+            }
+            r.leader = 0;
+            r.leader_epoch = 0;
+            r.follower_end_offset = [UNKNOWN_OFFSET; MAX_BROKERS];
+        }
+        let leader = &mut brokers[0];
+        leader.isr = BrokerSet::all(n as usize);
+        leader.epoch_cache.assign(0, 0);
+        PartitionState {
+            brokers,
+            controller: Controller {
+                leader: 0,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                isr: BrokerSet::all(n as usize),
+                elr: BrokerSet::EMPTY,
+                fenced: BrokerSet::EMPTY,
+            },
+            ghost: Ghost {
+                records: [RecordStatus::NotSent; MAX_RECORDS],
+                committed: [None; MAX_RECORDS],
+                committed_conflict: false,
+                crashes: 0,
+                unclean_shutdown: BrokerSet::EMPTY,
+                truncated_diverged_tail: false,
+            },
+        }
+    }
+
+    /// Every step enabled in `s`. A step whose effect would leave the state unchanged is
+    /// dropped by `next_state`.
+    pub fn enabled_actions(&self, s: &PartitionState, out: &mut Vec<Action>) {
+        let cfg = &self.config;
+        let c = &s.controller;
+        for b in 0..self.n() {
+            let r = s.replica(b);
+            if r.alive {
+                if r.is_leader(b) && s.next_record(cfg.records).is_some() {
+                    out.push(Action::Produce {
+                        leader: b,
+                        acks_all: true,
+                    });
+                    if cfg.acks == AcksChoice::Both {
+                        out.push(Action::Produce {
+                            leader: b,
+                            acks_all: false,
+                        });
+                    }
+                }
+                if r.leader != b && r.leader != NO_BROKER && r.inflight_fetch.is_none() {
+                    out.push(Action::Fetch { follower: b });
+                }
+                if r.inflight_fetch.is_some() {
+                    out.push(Action::HandleFetchResponse { follower: b });
+                }
+                if r.is_leader(b) && r.pending_isr.is_none() {
+                    for f in 0..self.n() {
+                        if f != b {
+                            out.push(Action::ProposeIsrShrink {
+                                leader: b,
+                                follower: f,
+                            });
+                            out.push(Action::ProposeIsrExpand {
+                                leader: b,
+                                follower: f,
+                            });
+                        }
+                    }
+                }
+                if r.pending_isr.is_some() {
+                    out.push(Action::AlterPartition { leader: b });
+                }
+                if c.leader == b {
+                    out.push(Action::BecomeLeader { broker: b });
+                } else {
+                    out.push(Action::BecomeFollower { broker: b });
+                }
+                if s.ghost.crashes < cfg.max_crashes {
+                    out.push(Action::Crash {
+                        broker: b,
+                        clean: true,
+                        kept: r.log_end_offset(),
+                    });
+                    out.push(Action::Crash {
+                        broker: b,
+                        clean: false,
+                        kept: r.flushed,
+                    });
+                }
+                if c.fenced.contains(b) {
+                    out.push(Action::UnfenceBroker { broker: b });
+                }
+            } else if c.fenced.contains(b) {
+                out.push(Action::Restart { broker: b });
+            }
+            if !c.fenced.contains(b) && (!s.replica(b).alive || s.ghost.crashes < cfg.max_crashes) {
+                if c.leader == b {
+                    let candidates = self.election_candidates(c, b);
+                    if candidates.1.is_empty() {
+                        out.push(Action::FenceBroker {
+                            broker: b,
+                            new_leader: None,
+                        });
+                    }
+                    for l in candidates.1.iter() {
+                        out.push(Action::FenceBroker {
+                            broker: b,
+                            new_leader: Some(l),
+                        });
+                    }
+                } else {
+                    out.push(Action::FenceBroker {
+                        broker: b,
+                        new_leader: None,
+                    });
+                }
+            }
+        }
+        if c.leader == NO_BROKER {
+            let (unclean, candidates) = self.election_candidates(c, NO_BROKER);
+            for b in candidates.iter() {
+                out.push(Action::ElectLeader { broker: b, unclean });
+            }
+        } else {
+            for to in c.isr.iter() {
+                if to != c.leader && !c.fenced.contains(to) {
+                    out.push(Action::MoveLeader { to });
+                }
+            }
+        }
+    }
+
+    /// Who the controller may elect when `excluding` loses leadership: live (unfenced) ISR
+    /// members, else live ELR members (KIP-966), else, with unclean election on, any live
+    /// replica. Returns whether the election is unclean, and the candidates.
+    pub fn election_candidates(&self, c: &Controller, excluding: BrokerId) -> (bool, BrokerSet) {
+        let mut live = self.all().without_fenced(c.fenced);
+        if excluding != NO_BROKER {
+            live = live.without(excluding);
+        }
+        let isr = BrokerSet(c.isr.0 & live.0);
+        if !isr.is_empty() {
+            return (false, isr);
+        }
+        let elr = BrokerSet(c.elr.0 & live.0);
+        if !elr.is_empty() {
+            return (false, elr);
+        }
+        if self.config.unclean_election() {
+            return (true, live);
+        }
+        (false, BrokerSet::EMPTY)
+    }
+
+    /// Applies `action` to `s`; `None` when it is not enabled or would change nothing.
+    pub fn step(&self, s: &PartitionState, action: Action) -> Option<PartitionState> {
+        let mut n = *s;
+        let applied = match action {
+            Action::Produce { leader, acks_all } => self.produce(&mut n, leader, acks_all),
+            Action::Fetch { follower } => self.fetch(&mut n, follower),
+            Action::HandleFetchResponse { follower } => {
+                self.handle_fetch_response(&mut n, follower)
+            }
+            Action::ProposeIsrShrink { leader, follower } => {
+                self.propose_isr_shrink(&mut n, leader, follower)
+            }
+            Action::ProposeIsrExpand { leader, follower } => {
+                self.propose_isr_expand(&mut n, leader, follower)
+            }
+            Action::AlterPartition { leader } => self.alter_partition(&mut n, leader),
+            Action::BecomeLeader { broker } => self.become_leader(&mut n, broker),
+            Action::BecomeFollower { broker } => self.become_follower(&mut n, broker),
+            Action::Crash {
+                broker,
+                clean,
+                kept,
+            } => self.crash(&mut n, broker, clean, kept),
+            Action::Restart { broker } => self.restart(&mut n, broker),
+            Action::FenceBroker { broker, new_leader } => {
+                self.fence_broker(&mut n, broker, new_leader)
+            }
+            Action::UnfenceBroker { broker } => self.unfence_broker(&mut n, broker),
+            Action::ElectLeader { broker, unclean } => self.elect_leader(&mut n, broker, unclean),
+            Action::MoveLeader { to } => self.move_leader(&mut n, to),
+        };
+        (applied && n != *s).then_some(n)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Producer
+
+    fn produce(&self, s: &mut PartitionState, b: BrokerId, acks_all: bool) -> bool {
+        let cfg = &self.config;
+        let Some(record) = s.next_record(cfg.records) else {
+            return false;
+        };
+        if !s.replica(b).is_leader(b) || (!acks_all && cfg.acks == AcksChoice::All) {
+            return false;
+        }
+        let slot = (record - 1) as usize;
+        // acks=all is refused before the append while the ISR is below min.insync.replicas.
+        if acks_all && s.replica(b).isr.len() < cfg.min_isr as usize {
+            s.ghost.records[slot] = RecordStatus::Failed;
+            return true;
+        }
+        let r = s.replica_mut(b);
+        let offset = r.log_end_offset();
+        let epoch = r.leader_epoch;
+        r.log.push(Entry { record, epoch });
+        r.epoch_cache.assign(epoch, offset);
+        if cfg.flush == FlushPolicy::Every {
+            r.flushed = r.log_end_offset();
+        }
+        let acked_now = !acks_all || cfg.is(Variant::AckBeforeReplication);
+        s.ghost.records[slot] = if acked_now {
+            RecordStatus::Acked {
+                offset,
+                epoch,
+                acks_all,
+            }
+        } else {
+            RecordStatus::Pending {
+                leader: b,
+                epoch,
+                offset,
+                acks_all,
+            }
+        };
+        self.maybe_advance_high_watermark(s, b);
+        true
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Fetch
+
+    fn fetch(&self, s: &mut PartitionState, f: BrokerId) -> bool {
+        let cfg = &self.config;
+        let fr = *s.replica(f);
+        let l = fr.leader;
+        if !fr.alive || l == f || l == NO_BROKER || fr.inflight_fetch.is_some() {
+            return false;
+        }
+        // The request, built from the follower's state.
+        let fetch_offset = fr.log_end_offset();
+        // Before KIP-595's fetch, a follower validated its log against a new leader once (an
+        // OffsetsForLeaderEpoch lookup, modelled as a fetch carrying the last fetched epoch) and
+        // then fetched without validation; the variants that model that era do so.
+        let validates_once =
+            cfg.is(Variant::SingleEpochTruncation) || cfg.is(Variant::UnfencedTruncation);
+        let last_fetched_epoch =
+            if cfg.is(Variant::HwTruncation) || (validates_once && fr.epoch_validated()) {
+                None
+            } else {
+                fr.epoch_cache.latest_epoch()
+            };
+        let current_leader_epoch = fr.leader_epoch;
+
+        // Handled by the broker the follower believes leads.
+        let lr = *s.replica(l);
+        if !lr.is_leader(l) {
+            return false; // NOT_LEADER_OR_FOLLOWER: nothing changes.
+        }
+        if !cfg.is(Variant::UnfencedTruncation) && current_leader_epoch != lr.leader_epoch {
+            return false; // FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH: nothing changes.
+        }
+        let leader_end = lr.log_end_offset();
+        let result = match last_fetched_epoch {
+            Some(e) => match lr.epoch_cache.end_offset_for(e, leader_end) {
+                Some((le, end)) if le >= e && end >= fetch_offset => None,
+                other => Some(FetchResult::Diverging { end: other }),
+            },
+            None => None,
+        };
+        let result = match result {
+            Some(r) => r,
+            None if fetch_offset > leader_end => FetchResult::Diverging {
+                // OFFSET_OUT_OF_RANGE: the follower is ahead of the leader's log end.
+                end: Some((lr.epoch_cache.latest_epoch().unwrap_or(0), leader_end)),
+            },
+            None => {
+                let lm = s.replica_mut(l);
+                lm.follower_end_offset[f as usize] = fetch_offset;
+                lm.follower_broker_epoch[f as usize] = fr.broker_epoch;
+                self.maybe_advance_high_watermark(s, l);
+                FetchResult::Records {
+                    fetch_offset,
+                    records: s.replica(l).log.suffix(fetch_offset),
+                }
+            }
+        };
+        let response = FetchResponse {
+            leader: l,
+            leader_epoch: current_leader_epoch,
+            result,
+            high_watermark: s.replica(l).high_watermark,
+        };
+        // A response that would change nothing at the follower is not worth a step of its own
+        // unless the request itself changed the leader's state.
+        let useless = match response.result {
+            FetchResult::Records { records, .. } => {
+                records.end_offset() == 0
+                    && response.high_watermark.min(fetch_offset) == fr.high_watermark
+            }
+            FetchResult::Diverging { .. } => false,
+        };
+        if !useless {
+            s.replica_mut(f).inflight_fetch = Some(response);
+        }
+        true
+    }
+
+    fn handle_fetch_response(&self, s: &mut PartitionState, f: BrokerId) -> bool {
+        let cfg = &self.config;
+        let r = s.replica_mut(f);
+        let Some(resp) = r.inflight_fetch.take() else {
+            return false;
+        };
+        if !r.alive {
+            return false;
+        }
+        // KIP-320: a response is only used while the follower still follows the leader and
+        // epoch it fetched from.
+        let current = resp.leader == r.leader && resp.leader_epoch == r.leader_epoch;
+        let follows = r.leader != f && r.leader != NO_BROKER;
+        if !follows || (!current && !cfg.is(Variant::UnfencedTruncation)) {
+            return true; // dropped
+        }
+        match resp.result {
+            FetchResult::Diverging { end } => {
+                let leo = r.log_end_offset();
+                let target = match end {
+                    None => 0,
+                    Some((epoch, leader_end)) => {
+                        if cfg.is(Variant::SingleEpochTruncation) || cfg.is(Variant::HwTruncation) {
+                            // One lookup, trusted as is.
+                            leader_end
+                        } else {
+                            match r.epoch_cache.end_offset_for(epoch, leo) {
+                                Some((fe, fend)) if fe == epoch => leader_end.min(fend),
+                                Some((_, fend)) => fend.min(leader_end),
+                                None => 0,
+                            }
+                        }
+                    }
+                };
+                if target < leo {
+                    truncate_replica(r, target);
+                    s.ghost.truncated_diverged_tail = true;
+                }
+                // Pre-KIP-279: one lookup, then plain fetches.
+                let r = s.replica_mut(f);
+                r.set_epoch_validated(cfg.is(Variant::SingleEpochTruncation));
+            }
+            FetchResult::Records {
+                fetch_offset,
+                records,
+            } => {
+                if fetch_offset != r.log_end_offset() {
+                    return true; // stale: dropped
+                }
+                for e in records.entries() {
+                    let offset = r.log_end_offset();
+                    r.log.push(*e);
+                    r.epoch_cache.assign(e.epoch, offset);
+                }
+                if cfg.flush == FlushPolicy::Every {
+                    r.flushed = r.log_end_offset();
+                }
+                r.high_watermark = resp.high_watermark.min(r.log_end_offset());
+                r.set_epoch_validated(
+                    cfg.is(Variant::SingleEpochTruncation) || cfg.is(Variant::UnfencedTruncation),
+                );
+            }
+        }
+        true
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // High watermark and produce purgatory
+
+    /// The leader's high watermark: the smallest log end offset over the ISR it uses (the
+    /// maximal ISR while an AlterPartition is pending), advanced only while that ISR has at
+    /// least min.insync.replicas members (KIP-966). Completes acks=all produces it passes.
+    pub fn maybe_advance_high_watermark(&self, s: &mut PartitionState, l: BrokerId) {
+        let cfg = &self.config;
+        let r = *s.replica(l);
+        if !r.is_leader(l) {
+            return;
+        }
+        let isr = match (cfg.is(Variant::EagerIsrShrink), r.pending_isr) {
+            (true, Some(p)) => p,
+            _ => r.maximal_isr(),
+        };
+        // KIP-966: no progress while the committed ISR is below min.insync.replicas (Kafka's
+        // `isUnderMinIsr` reads the committed ISR, not the maximal one: a zombie leader's
+        // pending expansion must not let it commit).
+        if !cfg.is(Variant::LastReplicaStanding) && r.isr.len() < cfg.min_isr as usize {
+            return;
+        }
+        let mut hw = r.log_end_offset();
+        for m in isr.iter() {
+            if m != l {
+                let end = r.follower_end_offset[m as usize];
+                if end == UNKNOWN_OFFSET {
+                    return;
+                }
+                hw = hw.min(end);
+            }
+        }
+        if hw > r.high_watermark {
+            for o in r.high_watermark..hw {
+                let entry = r.log.get(o).expect("offset below the log end");
+                match s.ghost.committed[o as usize] {
+                    None => s.ghost.committed[o as usize] = Some((entry, r.leader_epoch)),
+                    Some((seen, _)) if seen != entry => s.ghost.committed_conflict = true,
+                    Some(_) => {}
+                }
+            }
+            s.replica_mut(l).high_watermark = hw;
+        }
+        self.complete_delayed_produces(s, l);
+    }
+
+    /// Answers the acks=all produces waiting at `l` that its high watermark has passed:
+    /// acknowledged while the ISR has min.insync.replicas members, otherwise
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+    fn complete_delayed_produces(&self, s: &mut PartitionState, l: BrokerId) {
+        let r = *s.replica(l);
+        for slot in 0..MAX_RECORDS {
+            if let RecordStatus::Pending {
+                leader,
+                epoch,
+                offset,
+                acks_all,
+            } = s.ghost.records[slot]
+            {
+                if leader == l && epoch == r.leader_epoch && offset < r.high_watermark {
+                    s.ghost.records[slot] = if r.maximal_isr().len() >= self.config.min_isr as usize
+                    {
+                        RecordStatus::Acked {
+                            offset,
+                            epoch,
+                            acks_all,
+                        }
+                    } else {
+                        RecordStatus::Failed
+                    };
+                }
+            }
+        }
+    }
+
+    /// Produces waiting at `b` fail when it stops leading (NOT_LEADER_OR_FOLLOWER).
+    fn fail_delayed_produces(s: &mut PartitionState, b: BrokerId) {
+        for slot in 0..MAX_RECORDS {
+            if let RecordStatus::Pending { leader, .. } = s.ghost.records[slot] {
+                if leader == b {
+                    s.ghost.records[slot] = RecordStatus::Failed;
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // ISR changes (KIP-497 AlterPartition)
+
+    fn propose_isr_shrink(&self, s: &mut PartitionState, l: BrokerId, f: BrokerId) -> bool {
+        let r = s.replica_mut(l);
+        if !r.is_leader(l) || r.pending_isr.is_some() || f == l || !r.isr.contains(f) {
+            return false;
+        }
+        // Out of sync: it has not caught up to the leader's log end offset within
+        // replica.lag.time.max.ms (time is abstracted away: any lagging follower may be dropped).
+        let end = r.follower_end_offset[f as usize];
+        if end != UNKNOWN_OFFSET && end >= r.log_end_offset() {
+            return false;
+        }
+        r.pending_isr = Some(r.isr.without(f));
+        self.maybe_advance_high_watermark(s, l);
+        true
+    }
+
+    fn propose_isr_expand(&self, s: &mut PartitionState, l: BrokerId, f: BrokerId) -> bool {
+        let cfg = &self.config;
+        let r = s.replica_mut(l);
+        if !r.is_leader(l) || r.pending_isr.is_some() || f == l || r.isr.contains(f) {
+            return false;
+        }
+        let end = r.follower_end_offset[f as usize];
+        if end == UNKNOWN_OFFSET || end < r.high_watermark {
+            return false;
+        }
+        // KAFKA-7128: not before the follower reaches the start of the leader's epoch.
+        if !cfg.is(Variant::NoExpandGuard) && end < r.epoch_start_offset() {
+            return false;
+        }
+        r.pending_isr = Some(r.isr.with(f));
+        r.pending_added_broker_epoch = r.follower_broker_epoch[f as usize];
+        true
+    }
+
+    fn alter_partition(&self, s: &mut PartitionState, l: BrokerId) -> bool {
+        let r = *s.replica(l);
+        let Some(proposed) = r.pending_isr else {
+            return false;
+        };
+        if !r.alive {
+            return false;
+        }
+        let c = s.controller;
+        let valid = c.leader == l
+            && c.leader_epoch == r.leader_epoch
+            && c.partition_epoch == r.partition_epoch
+            // KIP-841: a fenced broker is never added to the ISR.
+            && BrokerSet(proposed.0 & !c.isr.0 & c.fenced.0).is_empty()
+            // KIP-903: nor one whose broker epoch is not the one the leader saw fetching.
+            && (self.config.is(Variant::StaleBrokerEpoch)
+                || BrokerSet(proposed.0 & !c.isr.0)
+                    .iter()
+                    .all(|m| r.pending_added_broker_epoch == s.replica(m).broker_epoch));
+        if !valid {
+            // INVALID_UPDATE_VERSION / FENCED_LEADER_EPOCH: the leader waits for metadata.
+            let r = s.replica_mut(l);
+            r.pending_isr = None;
+            r.pending_added_broker_epoch = 0;
+            return true;
+        }
+        if !self.isr_change_allowed(&c) {
+            return false; // outside the bounds
+        }
+        let removed = BrokerSet(c.isr.0 & !proposed.0);
+        self.set_isr(&mut s.controller, proposed, removed);
+        s.controller.partition_epoch += 1;
+        let partition_epoch = s.controller.partition_epoch;
+        let r = s.replica_mut(l);
+        r.isr = proposed;
+        r.partition_epoch = partition_epoch;
+        r.pending_isr = None;
+        r.pending_added_broker_epoch = 0;
+        self.maybe_advance_high_watermark(s, l);
+        true
+    }
+
+    /// Sets the controller's ISR, keeping the ELR as KIP-966 says: replicas that leave an ISR
+    /// below min.insync.replicas become eligible; the ELR empties once the ISR is large enough.
+    fn set_isr(&self, c: &mut Controller, isr: BrokerSet, removed: BrokerSet) {
+        c.isr = isr;
+        if !self.elr_enabled() {
+            return;
+        }
+        if isr.len() >= self.config.min_isr as usize {
+            c.elr = BrokerSet::EMPTY;
+        } else {
+            c.elr = BrokerSet((c.elr.0 | removed.0) & !isr.0);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Metadata: brokers learn the controller's partition state
+
+    fn become_leader(&self, s: &mut PartitionState, b: BrokerId) -> bool {
+        let c = s.controller;
+        let r = *s.replica(b);
+        if !r.alive || c.leader != b {
+            return false;
+        }
+        if r.leader == b && r.leader_epoch == c.leader_epoch {
+            // Same leader epoch, new partition state (ISR changed by the controller).
+            if r.partition_epoch == c.partition_epoch {
+                return false;
+            }
+            let r = s.replica_mut(b);
+            r.isr = c.isr;
+            r.partition_epoch = c.partition_epoch;
+            r.pending_isr = None;
+            r.pending_added_broker_epoch = 0;
+        } else {
+            Self::fail_delayed_produces(s, b);
+            let r = s.replica_mut(b);
+            r.leader = b;
+            r.leader_epoch = c.leader_epoch;
+            r.isr = c.isr;
+            r.partition_epoch = c.partition_epoch;
+            r.pending_isr = None;
+            r.pending_added_broker_epoch = 0;
+            r.follower_end_offset = [UNKNOWN_OFFSET; MAX_BROKERS];
+            r.follower_broker_epoch = [0; MAX_BROKERS];
+            r.inflight_fetch = None;
+            r.set_epoch_validated(false);
+            let leo = r.log_end_offset();
+            r.epoch_cache.assign(c.leader_epoch, leo);
+        }
+        self.maybe_advance_high_watermark(s, b);
+        true
+    }
+
+    fn become_follower(&self, s: &mut PartitionState, b: BrokerId) -> bool {
+        let cfg = &self.config;
+        let c = s.controller;
+        let r = *s.replica(b);
+        if !r.alive || c.leader == b {
+            return false;
+        }
+        if r.leader == c.leader && r.leader_epoch == c.leader_epoch {
+            return false;
+        }
+        if r.leader == b {
+            Self::fail_delayed_produces(s, b);
+        }
+        let r = s.replica_mut(b);
+        r.leader = c.leader;
+        r.leader_epoch = c.leader_epoch;
+        r.isr = BrokerSet::EMPTY;
+        r.partition_epoch = 0;
+        r.pending_isr = None;
+        r.pending_added_broker_epoch = 0;
+        r.follower_end_offset = [UNKNOWN_OFFSET; MAX_BROKERS];
+        r.follower_broker_epoch = [0; MAX_BROKERS];
+        r.set_epoch_validated(false);
+        if cfg.is(Variant::HwTruncation) {
+            let hw = r.high_watermark;
+            truncate_replica(r, hw);
+        }
+        true
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Crash and restart
+
+    fn crash(&self, s: &mut PartitionState, b: BrokerId, clean: bool, kept: Offset) -> bool {
+        let r = *s.replica(b);
+        if !r.alive || s.ghost.crashes >= self.config.max_crashes {
+            return false;
+        }
+        if clean && kept != r.log_end_offset() {
+            return false;
+        }
+        if !clean && kept != r.flushed {
+            return false;
+        }
+        Self::fail_delayed_produces(s, b);
+        s.ghost.crashes += 1;
+        s.ghost.unclean_shutdown = if clean {
+            s.ghost.unclean_shutdown.without(b)
+        } else {
+            s.ghost.unclean_shutdown.with(b)
+        };
+        let r = s.replica_mut(b);
+        truncate_replica(r, kept);
+        r.flushed = kept;
+        // Everything in memory is gone; what the broker knew of the partition it learns again
+        // from the metadata log after it restarts.
+        r.alive = false;
+        r.leader = NO_BROKER;
+        r.isr = BrokerSet::EMPTY;
+        r.partition_epoch = 0;
+        r.pending_isr = None;
+        r.pending_added_broker_epoch = 0;
+        r.follower_end_offset = [UNKNOWN_OFFSET; MAX_BROKERS];
+        r.follower_broker_epoch = [0; MAX_BROKERS];
+        r.inflight_fetch = None;
+        r.set_epoch_validated(false);
+        true
+    }
+
+    fn restart(&self, s: &mut PartitionState, b: BrokerId) -> bool {
+        let cfg = &self.config;
+        let r = s.replica(b);
+        if r.alive || !s.controller.fenced.contains(b) {
+            return false;
+        }
+        let r = s.replica_mut(b);
+        r.alive = true;
+        // Registering again gives the broker a new broker epoch (KIP-903).
+        r.broker_epoch += 1;
+        if cfg.is(Variant::HwTruncation) {
+            let hw = r.high_watermark;
+            truncate_replica(r, hw);
+        }
+        // Registration: a broker back from an unclean shutdown is no longer eligible (KIP-966).
+        if s.ghost.unclean_shutdown.contains(b) {
+            s.ghost.unclean_shutdown = s.ghost.unclean_shutdown.without(b);
+            if self.elr_enabled() && s.controller.elr.contains(b) {
+                s.controller.elr = s.controller.elr.without(b);
+                if !self.isr_change_allowed(&s.controller) {
+                    return false;
+                }
+                s.controller.partition_epoch += 1;
+            }
+        }
+        true
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Controller
+
+    fn fence_broker(
+        &self,
+        s: &mut PartitionState,
+        b: BrokerId,
+        new_leader: Option<BrokerId>,
+    ) -> bool {
+        let cfg = &self.config;
+        let c = s.controller;
+        if c.fenced.contains(b) {
+            return false;
+        }
+        if s.replica(b).alive {
+            // A live broker cut off from the controller: a fault, bounded with crashes.
+            if s.ghost.crashes >= cfg.max_crashes {
+                return false;
+            }
+            s.ghost.crashes += 1;
+        }
+        let mut next = c;
+        next.fenced = c.fenced.with(b);
+        if c.isr.contains(b) {
+            let last_member = c.isr == BrokerSet::single(b);
+            if !(last_member && !self.elr_enabled()) {
+                self.set_isr(&mut next, c.isr.without(b), BrokerSet::single(b));
+            }
+        }
+        if c.leader == b {
+            let (unclean, candidates) = self.election_candidates(&c, b);
+            match new_leader {
+                Some(l) if candidates.contains(l) => {
+                    self.install_leader(&mut next, l, unclean);
+                }
+                None if candidates.is_empty() => {
+                    next.leader = NO_BROKER;
+                }
+                _ => return false,
+            }
+            if next.leader_epoch >= cfg.max_epoch {
+                return false;
+            }
+            next.leader_epoch += 1;
+        } else if new_leader.is_some() {
+            return false;
+        }
+        if c.leader != b && !self.isr_change_allowed(&c) {
+            return false;
+        }
+        next.partition_epoch += 1;
+        s.controller = next;
+        true
+    }
+
+    /// The partition change of an election: a leader from the ELR or an unclean one starts a
+    /// new ISR of itself alone.
+    fn install_leader(&self, c: &mut Controller, l: BrokerId, unclean: bool) {
+        c.leader = l;
+        if unclean {
+            c.isr = BrokerSet::single(l);
+            c.elr = BrokerSet::EMPTY;
+        } else if !c.isr.contains(l) {
+            // Elected from the ELR.
+            let isr = BrokerSet::single(l);
+            c.elr = c.elr.without(l);
+            self.set_isr(c, isr, BrokerSet::EMPTY);
+        }
+    }
+
+    fn unfence_broker(&self, s: &mut PartitionState, b: BrokerId) -> bool {
+        if !s.replica(b).alive || !s.controller.fenced.contains(b) {
+            return false;
+        }
+        s.controller.fenced = s.controller.fenced.without(b);
+        true
+    }
+
+    fn elect_leader(&self, s: &mut PartitionState, b: BrokerId, unclean: bool) -> bool {
+        let cfg = &self.config;
+        let c = s.controller;
+        if c.leader != NO_BROKER || c.leader_epoch >= cfg.max_epoch {
+            return false;
+        }
+        let (is_unclean, candidates) = self.election_candidates(&c, NO_BROKER);
+        if !candidates.contains(b) || is_unclean != unclean {
+            return false;
+        }
+        let mut next = c;
+        self.install_leader(&mut next, b, unclean);
+        next.leader_epoch += 1;
+        next.partition_epoch += 1;
+        s.controller = next;
+        true
+    }
+
+    fn move_leader(&self, s: &mut PartitionState, to: BrokerId) -> bool {
+        let cfg = &self.config;
+        let c = &mut s.controller;
+        if c.leader == NO_BROKER
+            || c.leader == to
+            || !c.isr.contains(to)
+            || c.fenced.contains(to)
+            || c.leader_epoch >= cfg.max_epoch
+        {
+            return false;
+        }
+        c.leader = to;
+        c.leader_epoch += 1;
+        c.partition_epoch += 1;
+        true
+    }
+}
+
+/// Truncates a replica's log to `offset` with what goes with it: the epoch cache, the flushed
+/// prefix and the high watermark never point past the log end.
+pub fn truncate_replica(r: &mut Replica, offset: Offset) {
+    r.log.truncate(offset);
+    r.epoch_cache.truncate_from_end(offset);
+    r.flushed = r.flushed.min(offset);
+    r.high_watermark = r.high_watermark.min(offset);
+}
+
+impl BrokerSet {
+    fn without_fenced(self, fenced: BrokerSet) -> BrokerSet {
+        BrokerSet(self.0 & !fenced.0)
+    }
+}
+
+impl stateright::Model for PartitionModel {
+    type State = PartitionState;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<PartitionState> {
+        vec![self.initial_state()]
+    }
+
+    fn actions(&self, state: &PartitionState, actions: &mut Vec<Action>) {
+        self.enabled_actions(state, actions);
+    }
+
+    fn next_state(&self, last: &PartitionState, action: Action) -> Option<PartitionState> {
+        self.step(last, action)
+    }
+
+    fn properties(&self) -> Vec<stateright::Property<Self>> {
+        crate::properties::all()
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        action.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+
+    fn model() -> PartitionModel {
+        PartitionModel::new(ModelConfig::default())
+    }
+
+    fn run(m: &PartitionModel, actions: &[Action]) -> PartitionState {
+        let mut s = m.initial_state();
+        for a in actions {
+            s = m
+                .step(&s, *a)
+                .unwrap_or_else(|| panic!("{} is not enabled", a.describe()));
+        }
+        s
+    }
+
+    const PRODUCE: Action = Action::Produce {
+        leader: 0,
+        acks_all: true,
+    };
+
+    fn replicate(follower: BrokerId) -> [Action; 2] {
+        [
+            Action::Fetch { follower },
+            Action::HandleFetchResponse { follower },
+        ]
+    }
+
+    #[test]
+    fn produce_appends_in_the_leader_epoch_and_waits_for_the_isr() {
+        let m = model();
+        let s = run(&m, &[PRODUCE]);
+        assert_eq!(
+            s.replica(0).log.entries(),
+            &[Entry {
+                record: 1,
+                epoch: 0
+            }]
+        );
+        assert_eq!(s.replica(0).high_watermark, 0);
+        assert!(matches!(s.ghost.records[0], RecordStatus::Pending { .. }));
+    }
+
+    #[test]
+    fn acks_all_is_acknowledged_once_every_isr_member_fetched_past_it() {
+        let m = model();
+        let mut steps = vec![PRODUCE];
+        steps.extend(replicate(1));
+        steps.extend(replicate(2));
+        steps.push(Action::Fetch { follower: 1 });
+        let s = run(&m, &steps);
+        assert!(matches!(s.ghost.records[0], RecordStatus::Pending { .. }));
+        let s = m.step(&s, Action::Fetch { follower: 2 }).unwrap();
+        assert_eq!(s.replica(0).high_watermark, 1);
+        assert!(matches!(
+            s.ghost.records[0],
+            RecordStatus::Acked { acks_all: true, .. }
+        ));
+    }
+
+    #[test]
+    fn acks_all_is_refused_below_min_insync_replicas() {
+        let m = model();
+        let s = run(
+            &m,
+            &[
+                PRODUCE,
+                Action::ProposeIsrShrink {
+                    leader: 0,
+                    follower: 1,
+                },
+                Action::AlterPartition { leader: 0 },
+                Action::ProposeIsrShrink {
+                    leader: 0,
+                    follower: 2,
+                },
+                Action::AlterPartition { leader: 0 },
+            ],
+        );
+        assert_eq!(s.controller.isr, BrokerSet::single(0));
+        // KIP-966: the replicas that left an ISR below min.insync.replicas stay eligible.
+        assert!(s.controller.elr.contains(2));
+        let s = m.step(&s, PRODUCE).unwrap();
+        assert_eq!(s.ghost.records[1], RecordStatus::Failed);
+        assert_eq!(s.replica(0).log_end_offset(), 1);
+    }
+
+    #[test]
+    fn a_fetch_from_a_stale_epoch_is_fenced() {
+        let m = model();
+        let s = run(
+            &m,
+            &[
+                Action::MoveLeader { to: 1 },
+                Action::BecomeLeader { broker: 1 },
+                Action::BecomeFollower { broker: 0 },
+            ],
+        );
+        // Broker 2 still believes broker 0 leads in epoch 0: its fetch reaches a non-leader.
+        assert!(m.step(&s, Action::Fetch { follower: 2 }).is_none());
+        let s = m.step(&s, Action::BecomeFollower { broker: 2 }).unwrap();
+        assert!(m.step(&s, Action::Fetch { follower: 2 }).is_some());
+    }
+
+    #[test]
+    fn a_diverged_tail_is_truncated_on_fetch() {
+        let m = model();
+        // Broker 0 appends r1 that nobody fetches, then loses leadership to broker 1, which
+        // writes r2 at the same offset in epoch 1.
+        let s = run(
+            &m,
+            &[
+                PRODUCE,
+                Action::MoveLeader { to: 1 },
+                Action::BecomeLeader { broker: 1 },
+                Action::Produce {
+                    leader: 1,
+                    acks_all: true,
+                },
+                Action::BecomeFollower { broker: 0 },
+                Action::Fetch { follower: 0 },
+            ],
+        );
+        let resp = s.replica(0).inflight_fetch.unwrap();
+        // The new leader knows no epoch as old as the follower's: truncate everything.
+        assert_eq!(resp.result, FetchResult::Diverging { end: None });
+        let s = m
+            .step(&s, Action::HandleFetchResponse { follower: 0 })
+            .unwrap();
+        assert_eq!(s.replica(0).log_end_offset(), 0);
+        assert!(s.ghost.truncated_diverged_tail);
+        let s = run_from(&m, s, &replicate(0));
+        assert_eq!(
+            s.replica(0).log.entries(),
+            &[Entry {
+                record: 2,
+                epoch: 1
+            }]
+        );
+    }
+
+    fn run_from(m: &PartitionModel, mut s: PartitionState, actions: &[Action]) -> PartitionState {
+        for a in actions {
+            s = m.step(&s, *a).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn alter_partition_is_rejected_on_a_stale_partition_epoch() {
+        let m = model();
+        let s = run(
+            &m,
+            &[
+                PRODUCE,
+                Action::ProposeIsrShrink {
+                    leader: 0,
+                    follower: 2,
+                },
+                Action::FenceBroker {
+                    broker: 1,
+                    new_leader: None,
+                },
+            ],
+        );
+        let before = s.controller;
+        let s = m.step(&s, Action::AlterPartition { leader: 0 }).unwrap();
+        assert_eq!(s.controller, before);
+        assert_eq!(s.replica(0).pending_isr, None);
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_an_isr_member_in_a_new_epoch() {
+        let m = model();
+        let s = run(
+            &m,
+            &[
+                Action::Crash {
+                    broker: 0,
+                    clean: false,
+                    kept: 0,
+                },
+                Action::FenceBroker {
+                    broker: 0,
+                    new_leader: Some(2),
+                },
+            ],
+        );
+        assert_eq!(s.controller.leader, 2);
+        assert_eq!(s.controller.leader_epoch, 1);
+        assert_eq!(s.controller.isr.to_vec(), vec![1, 2]);
+        let s = m.step(&s, Action::BecomeLeader { broker: 2 }).unwrap();
+        assert_eq!(s.replica(2).epoch_cache.latest(), Some((1, 0)));
+    }
+
+    #[test]
+    fn an_unclean_crash_loses_the_unflushed_tail_and_eligibility() {
+        let m = model();
+        let mut steps = vec![PRODUCE];
+        steps.extend(replicate(1));
+        let s = run(&m, &steps);
+        assert_eq!(s.replica(1).log_end_offset(), 1);
+        let s = run_from(
+            &m,
+            s,
+            &[
+                Action::Crash {
+                    broker: 1,
+                    clean: false,
+                    kept: 0,
+                },
+                Action::FenceBroker {
+                    broker: 1,
+                    new_leader: None,
+                },
+                Action::Restart { broker: 1 },
+            ],
+        );
+        assert_eq!(s.replica(1).log_end_offset(), 0);
+        assert_eq!(s.replica(1).broker_epoch, 1);
+        assert!(s.controller.fenced.contains(1));
+        assert!(!s.controller.elr.contains(1));
+    }
+
+    #[test]
+    fn a_step_that_changes_nothing_is_not_taken() {
+        let m = model();
+        let s = m.initial_state();
+        // The first fetch tells the leader where the follower is; a second has nothing to say.
+        let s = m.step(&s, Action::Fetch { follower: 1 }).unwrap();
+        assert!(m.step(&s, Action::Fetch { follower: 1 }).is_none());
+        assert!(m.step(&s, Action::BecomeLeader { broker: 0 }).is_none());
+    }
+}

@@ -1,0 +1,250 @@
+//! `osprey check` and `osprey explore`.
+
+use clap::Args;
+use osprey_model::check::{check_partition, CheckOptions, CheckReport, Engine, Progress};
+use osprey_model::{AcksChoice, FlushPolicy, ModelConfig, PartitionModel, Variant};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Brokers, each holding a replica of the partition.
+    #[arg(long, default_value_t = 3)]
+    pub brokers: u8,
+    /// Records the producer sends.
+    #[arg(long, default_value_t = 2)]
+    pub records: u8,
+    /// Largest leader epoch (the first leader has epoch 0).
+    #[arg(long, default_value_t = 3)]
+    pub max_epoch: u8,
+    /// Broker crashes allowed.
+    #[arg(long, default_value_t = 1)]
+    pub max_crashes: u8,
+    /// Partition changes other than elections (ISR shrinks and expands, fencing a follower).
+    #[arg(long, default_value_t = 2)]
+    pub max_isr_changes: u8,
+    /// min.insync.replicas.
+    #[arg(long, default_value_t = 2)]
+    pub min_isr: u8,
+    /// unclean.leader.election.enable=true.
+    #[arg(long)]
+    pub unclean: bool,
+    /// Flush policy: every (fsync each append) or never (Kafka's default: leave it to the OS).
+    #[arg(long, default_value = "never")]
+    pub flush: FlushPolicy,
+    /// Producer acks explored: all, or both (acks=all and acks=1 per record).
+    #[arg(long, default_value = "all")]
+    pub acks: AcksChoice,
+    /// Switch on a historical Kafka flaw (see `specs/replication.md`).
+    #[arg(long)]
+    pub variant: Option<Variant>,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> ModelConfig {
+        ModelConfig {
+            brokers: self.brokers,
+            records: self.records,
+            max_epoch: self.max_epoch,
+            max_crashes: self.max_crashes,
+            max_isr_changes: self.max_isr_changes,
+            min_isr: self.min_isr,
+            unclean: self.unclean,
+            flush: self.flush,
+            acks: self.acks,
+            variant: self.variant,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Checker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Depth-first search with symmetry reduction over broker ids (fewer states; longer
+    /// counterexamples).
+    #[arg(long)]
+    pub symmetry: bool,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the counterexample, if any, as a trace (specs/trace-format.md).
+    #[arg(long, value_name = "FILE")]
+    pub trace_out: Option<std::path::PathBuf>,
+    /// Keep exploring after the first violation (reports every violated property).
+    #[arg(long)]
+    pub all_violations: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to serve on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub addr: std::net::SocketAddr,
+}
+
+fn bad_args(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    let config = args.model.config();
+    if let Err(e) = config.validate() {
+        return bad_args(e);
+    }
+    let opts = CheckOptions {
+        threads: args
+            .threads
+            .unwrap_or_else(|| CheckOptions::default().threads),
+        engine: if args.symmetry {
+            Engine::DfsSymmetry
+        } else {
+            Engine::Bfs
+        },
+        stop_at_first_violation: !args.all_violations,
+    };
+    if opts.threads == 0 {
+        return bad_args("--threads must be at least 1");
+    }
+    if !args.json {
+        println!("Checking {}", describe_config(&config));
+    }
+    let bar = progress_bar(!args.json);
+    let report = check_partition(config, &opts, |p: Progress| {
+        if let Some(bar) = &bar {
+            let rate = p.unique_states as f64 / p.elapsed.as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{} states, {:.0} states/s, depth {}",
+                p.unique_states, rate, p.max_depth
+            ));
+            bar.tick();
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let (Some(path), Some(trace)) = (&args.trace_out, &report.counterexample) {
+        let json = serde_json::to_string_pretty(trace).expect("a trace serializes");
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("a report serializes")
+        );
+    } else {
+        print_report(&report, args.trace_out.as_deref());
+    }
+    if report.violated() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A spinner with a live message on stderr, when stderr is a terminal and the output is text.
+fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+pub fn describe_config(c: &ModelConfig) -> String {
+    format!(
+        "partition model: {} brokers, {} records, epochs <= {}, {} crash(es), {} ISR change(s), min.insync.replicas={}, unclean election {}, flush {}, acks {}{}",
+        c.brokers,
+        c.records,
+        c.max_epoch,
+        c.max_crashes,
+        c.max_isr_changes,
+        c.min_isr,
+        if c.unclean_election() { "on" } else { "off" },
+        c.flush,
+        match c.acks {
+            AcksChoice::All => "all",
+            AcksChoice::Both => "all|1",
+        },
+        c.variant
+            .map(|v| format!(", variant {v} ({})", v.description()))
+            .unwrap_or_default()
+    )
+}
+
+pub fn print_report(r: &CheckReport, trace_out: Option<&std::path::Path>) {
+    println!(
+        "{} unique states ({} generated), max depth {}, {:.2} s, {:.0} states/s, {} thread(s), {}{}",
+        r.unique_states,
+        r.total_states,
+        r.max_depth,
+        r.elapsed_s,
+        r.states_per_s,
+        r.threads,
+        match r.engine {
+            Engine::Bfs => "breadth-first",
+            Engine::DfsSymmetry => "depth-first with symmetry reduction",
+        },
+        if r.complete {
+            ", exhaustive"
+        } else {
+            ", stopped at the first violation"
+        }
+    );
+    for p in &r.properties {
+        let verdict = match (p.expectation.as_str(), p.holds) {
+            ("sometimes", true) => "witnessed",
+            ("sometimes", false) => "NOT WITNESSED",
+            (_, true) => "holds",
+            (_, false) => "VIOLATED",
+        };
+        println!("  {:<10} {:<32} {}", p.expectation, p.name, verdict);
+    }
+    if let Some(t) = &r.counterexample {
+        println!(
+            "\nCounterexample ({} steps) violating {}:\n",
+            t.steps.len() - 1,
+            t.violated.join(", ")
+        );
+        print!("{}", t.table());
+        if let Some(path) = trace_out {
+            println!("\nTrace written to {}", path.display());
+        }
+    }
+    println!(
+        "\nVerdict: {}",
+        if r.violated() {
+            "VIOLATION"
+        } else {
+            "every property holds"
+        }
+    );
+}
+
+pub fn explore(args: ExploreArgs) -> ExitCode {
+    use stateright::Model;
+    let config = args.model.config();
+    if let Err(e) = config.validate() {
+        return bad_args(e);
+    }
+    if !args.addr.ip().is_loopback() {
+        return bad_args(format!(
+            "--addr {} is not a loopback address; the explorer serves 127.0.0.1 only",
+            args.addr
+        ));
+    }
+    println!("Serving the state-space explorer on http://{}", args.addr);
+    println!("Model: {}", describe_config(&config));
+    PartitionModel::new(config).checker().serve(args.addr);
+    ExitCode::SUCCESS
+}
