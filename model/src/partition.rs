@@ -766,7 +766,8 @@ impl PartitionModel {
         next.fenced = c.fenced.with(b);
         if c.isr.contains(b) {
             let last_member = c.isr == BrokerSet::single(b);
-            if !(last_member && !self.elr_enabled()) {
+            // Before KIP-966 the last ISR member stays in the ISR.
+            if !last_member || self.elr_enabled() {
                 self.set_isr(&mut next, c.isr.without(b), BrokerSet::single(b));
             }
         }

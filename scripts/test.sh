@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Osprey's test command: installs what the tests need on a fresh machine, then runs every
+# check and test of the workspace. CI runs this through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real Kafka clients the integration tests drive: Debian's kcat (librdkafka 2.0.2) and the
+# Python clients from PyPI.
+if ! command -v kcat >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq kcat >/dev/null
+  else
+    echo "warning: kcat is not installed and apt-get is unavailable" >&2
+  fi
+fi
+if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check kafka-python
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
