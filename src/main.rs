@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Model-check Kafka's partition replication protocol exhaustively within bounds.
     Check(cmd::check::CheckArgs),
+    /// Run one Osprey node (broker, controller, or both) from a Kafka-style config file.
+    Broker(cmd::broker::BrokerArgs),
     /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
     Explore(cmd::check::ExploreArgs),
 }
@@ -38,5 +40,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Explore(args) => cmd::check::explore(args),
+        Command::Broker(args) => cmd::broker::run(args),
     }
 }

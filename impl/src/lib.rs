@@ -5,7 +5,10 @@
 //! files, clocks or randomness inside, and the I/O layers (`storage`, `wire`, `server`)
 //! drive them. The conformance suite drives the same state machines step by step.
 
+pub mod client;
+pub mod config;
 pub mod controller;
+pub mod node;
 pub mod replication;
 pub mod storage;
 pub mod wire;

@@ -340,6 +340,17 @@ impl Replica {
             _ => None,
         }
     }
+    /// The log, for the driver's maintenance work that is not a protocol step: the flush
+    /// policy, retention and the high-watermark checkpoint.
+    pub fn log_mut(&mut self) -> &mut PartitionLog {
+        &mut self.log
+    }
+
+    /// The topic's `min.insync.replicas` changed (IncrementalAlterConfigs).
+    pub fn set_min_insync_replicas(&mut self, min_isr: usize) {
+        self.config.min_insync_replicas = min_isr.max(1);
+    }
+
     pub fn log(&self) -> &PartitionLog {
         &self.log
     }

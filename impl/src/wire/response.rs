@@ -187,6 +187,7 @@ served_response_kinds!(
     AlterPartition,
     BrokerRegistration,
     BrokerHeartbeat,
+    AllocateProducerIds,
 );
 
 #[cfg(test)]

@@ -303,6 +303,7 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("AlterPartitionRequest", AlterPartition, v(2, 3), flexible: ALL, ALTER_PARTITION),
     layout!("BrokerRegistrationRequest", BrokerRegistration, v(0, 1), flexible: ALL, BROKER_REGISTRATION),
     layout!("BrokerHeartbeatRequest", BrokerHeartbeat, v(0, 1), flexible: ALL, BROKER_HEARTBEAT),
+    layout!("AllocateProducerIdsRequest", AllocateProducerIds, v(0, 0), flexible: ALL, ALLOCATE_PRODUCER_IDS),
 ];
 
 // Produce.
@@ -716,6 +717,9 @@ const BROKER_HEARTBEAT: &[Field] = &[
     f("want_shut_down", BOOL, ALL),
     tagged("offline_log_dirs", 0, array(&UUID), from(1)),
 ];
+
+// AllocateProducerIds (KIP-730).
+const ALLOCATE_PRODUCER_IDS: &[Field] = &[f("broker_id", I32, ALL), f("broker_epoch", I64, ALL)];
 
 // ---------------------------------------------------------------------------------------
 // Walking bytes.

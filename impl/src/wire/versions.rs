@@ -83,6 +83,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::AlterPartition, 2, 3),
     ServedApi::new(ApiKey::BrokerRegistration, 0, 1),
     ServedApi::new(ApiKey::BrokerHeartbeat, 0, 1),
+    ServedApi::new(ApiKey::AllocateProducerIds, 0, 0),
 ];
 
 /// Kafka error code UNSUPPORTED_VERSION.
