@@ -24,6 +24,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Run one Osprey node (broker, controller, or both) from a Kafka-style config file.
     Broker(cmd::broker::BrokerArgs),
+    /// Create, list, describe, alter and delete topics (like kafka-topics.sh).
+    Topics(cmd::topics::TopicsArgs),
     /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
     Explore(cmd::check::ExploreArgs),
 }
@@ -41,5 +43,6 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Explore(args) => cmd::check::explore(args),
         Command::Broker(args) => cmd::broker::run(args),
+        Command::Topics(args) => cmd::topics::run(args),
     }
 }
