@@ -172,7 +172,7 @@ async fn register(shared: &NodeShared) {
                 .with_security_protocol(0)])
             .with_previous_broker_epoch(shared.broker_epoch());
         match shared
-            .controller_request(1, RequestKind::BrokerRegistration(req))
+            .controller_request(3, RequestKind::BrokerRegistration(req))
             .await
         {
             Ok(ResponseKind::BrokerRegistration(r)) if r.error_code == 0 => {

@@ -301,7 +301,7 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("CreatePartitionsRequest", CreatePartitions, v(0, 3), flexible: from(2), CREATE_PARTITIONS),
     layout!("DescribeClusterRequest", DescribeCluster, v(0, 1), flexible: ALL, DESCRIBE_CLUSTER),
     layout!("AlterPartitionRequest", AlterPartition, v(2, 3), flexible: ALL, ALTER_PARTITION),
-    layout!("BrokerRegistrationRequest", BrokerRegistration, v(0, 1), flexible: ALL, BROKER_REGISTRATION),
+    layout!("BrokerRegistrationRequest", BrokerRegistration, v(0, 3), flexible: ALL, BROKER_REGISTRATION),
     layout!("BrokerHeartbeatRequest", BrokerHeartbeat, v(0, 1), flexible: ALL, BROKER_HEARTBEAT),
     layout!("AllocateProducerIdsRequest", AllocateProducerIds, v(0, 0), flexible: ALL, ALLOCATE_PRODUCER_IDS),
 ];

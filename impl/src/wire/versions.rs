@@ -81,7 +81,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::DescribeCluster, 0, 1),
     // Inter-broker / controller APIs.
     ServedApi::new(ApiKey::AlterPartition, 2, 3),
-    ServedApi::new(ApiKey::BrokerRegistration, 0, 1),
+    ServedApi::new(ApiKey::BrokerRegistration, 0, 3),
     ServedApi::new(ApiKey::BrokerHeartbeat, 0, 1),
     ServedApi::new(ApiKey::AllocateProducerIds, 0, 0),
 ];
