@@ -701,9 +701,11 @@ impl Controller {
         Ok(())
     }
 
-    /// IncrementalAlterConfigs on one topic, validated like CreateTopics. Changing
-    /// `min.insync.replicas` clears the topic's ELRs (KIP-966: eligibility was judged against
-    /// the old value); enabling unclean election elects leaders for its offline partitions.
+    /// IncrementalAlterConfigs on one topic, validated like CreateTopics; a change that sets a
+    /// config to its current value writes no record. Writing `min.insync.replicas` clears the
+    /// topic's ELRs, as Kafka does (KIP-966: eligibility was judged against the old value);
+    /// enabling unclean election elects leaders for the topic's offline partitions, as Kafka's
+    /// periodic unclean-election task would.
     pub fn alter_configs(&mut self, topic: &str, changes: &[ConfigChange]) -> Result<()> {
         if self.image.topic(topic).is_none() {
             return fail(
@@ -721,7 +723,7 @@ impl Controller {
                 }
             }
         }
-        let min_isr_before = self.min_insync_replicas(topic);
+        let mut min_isr_written = false;
         let unclean_before = self.unclean_leader_election_enable(topic);
         for c in changes {
             let (name, value) = match c {
@@ -735,6 +737,7 @@ impl Controller {
             if current == value {
                 continue;
             }
+            min_isr_written |= name == MIN_INSYNC_REPLICAS;
             self.append(MetadataRecord::Config {
                 resource_type: ConfigResourceType::Topic,
                 resource_name: topic.to_string(),
@@ -742,7 +745,7 @@ impl Controller {
                 value,
             });
         }
-        if self.min_insync_replicas(topic) != min_isr_before {
+        if min_isr_written {
             for (_, topic_id, partition, p) in
                 self.partitions_where(|t, p| t == topic && !p.elr.is_empty())
             {
