@@ -15,9 +15,11 @@ if ! command -v kcat >/dev/null 2>&1; then
     echo "warning: kcat is not installed and apt-get is unavailable" >&2
   fi
 fi
-if ! python3 -c 'import kafka' >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check kafka-python
-fi
+for module in kafka:kafka-python confluent_kafka:confluent-kafka; do
+  if ! python3 -c "import ${module%%:*}" >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check "${module#*:}"
+  fi
+done
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
