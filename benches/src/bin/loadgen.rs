@@ -1,0 +1,397 @@
+//! Osprey's load generator: measures a local cluster of real `osprey broker` processes over
+//! the Kafka protocol.
+//!
+//! * `produce`: throughput (records/s, MB/s) and per-request latency (p50/p99/p999) of
+//!   acks=all produces to a replication-factor-3 topic, from `--connections` concurrent
+//!   producers each keeping one request in flight.
+//! * `failover`: acks=all produces to one partition while its leader is SIGKILLed; reports
+//!   the time from the kill to the first acknowledged write on the new leader.
+//!
+//! The cluster is started and stopped with `osprey cluster up/kill/down` (the `osprey`
+//! executable next to this one, or `--osprey PATH`), in a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use osprey_broker::client::Connection;
+use osprey_broker::storage::BatchBuilder;
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "Osprey's load generator")]
+struct Cli {
+    /// The osprey executable (default: next to this one).
+    #[arg(long, global = true)]
+    osprey: Option<PathBuf>,
+    /// First port of the local cluster.
+    #[arg(long, global = true, default_value_t = 39092)]
+    base_port: u16,
+    #[command(subcommand)]
+    command: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Produce throughput and latency, acks=all, replication factor 3.
+    Produce {
+        /// Record value size in bytes.
+        #[arg(long, default_value_t = 100)]
+        record_size: usize,
+        /// Records per produce request (one batch).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Concurrent producer connections.
+        #[arg(long, default_value_t = 6)]
+        connections: usize,
+        /// Seconds of load after a 2 s warm-up.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Leader failover time under acks=all load.
+    Failover {
+        /// Kills to measure.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const TOPIC: &str = "loadgen";
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let osprey = match cli.osprey {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable dir")?
+            .join("osprey"),
+    };
+    if !osprey.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release) or pass --osprey",
+            osprey.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let cluster = LocalCluster::up(&osprey, dir.path(), cli.base_port)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        match cli.command {
+            Mode::Produce {
+                record_size,
+                batch,
+                connections,
+                seconds,
+                partitions,
+                json,
+            } => {
+                cluster.create_topic(partitions)?;
+                let r = produce_load(&cluster, partitions, record_size, batch, connections, seconds).await?;
+                r.print(json);
+                Ok(())
+            }
+            Mode::Failover { rounds, json } => {
+                cluster.create_topic(1)?;
+                let mut times = Vec::new();
+                for _ in 0..rounds {
+                    times.push(failover_once(&cluster).await?);
+                }
+                let ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+                if json {
+                    println!("{}", serde_json::json!({ "failover_ms": ms }));
+                } else {
+                    for (i, t) in ms.iter().enumerate() {
+                        println!("failover {}: {t:.0} ms (leader SIGKILL → first acks=all write acknowledged)", i + 1);
+                    }
+                }
+                Ok(())
+            }
+        }
+    });
+    cluster.down();
+    result
+}
+
+/// A cluster run by `osprey cluster` in a directory.
+struct LocalCluster {
+    osprey: PathBuf,
+    dir: PathBuf,
+    bootstrap: String,
+}
+
+impl LocalCluster {
+    fn up(osprey: &Path, dir: &Path, base_port: u16) -> anyhow::Result<LocalCluster> {
+        let out = Command::new(osprey)
+            .args(["cluster", "up", "--brokers", "3", "--controllers", "1"])
+            .arg("--base-port")
+            .arg(base_port.to_string())
+            .arg("--dir")
+            .arg(dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("cluster up failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json"))?)?;
+        let bootstrap = state["bootstrap_servers"]
+            .as_str()
+            .context("bootstrap_servers")?
+            .to_string();
+        Ok(LocalCluster {
+            osprey: osprey.to_path_buf(),
+            dir: dir.to_path_buf(),
+            bootstrap,
+        })
+    }
+
+    fn cluster(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new(&self.osprey)
+            .arg("cluster")
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("osprey cluster {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn down(&self) {
+        let _ = self.cluster(&["down"]);
+    }
+
+    fn first_broker(&self) -> &str {
+        self.bootstrap.split(',').next().unwrap_or_default()
+    }
+
+    fn create_topic(&self, partitions: i32) -> anyhow::Result<()> {
+        let out = Command::new(&self.osprey)
+            .args(["topics", "--bootstrap-server", self.first_broker(), "create", "--topic", TOPIC])
+            .args(["--partitions", &partitions.to_string(), "--replication-factor", "3"])
+            .args(["--config", "min.insync.replicas=2"])
+            .output()?;
+        if !out.status.success() {
+            bail!("create topic: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    }
+
+    /// Leader id and address of each partition.
+    async fn leaders(&self, partitions: i32) -> anyhow::Result<Vec<(i32, String)>> {
+        for addr in self.bootstrap.split(',') {
+            let Ok(mut c) = Connection::connect(addr, "loadgen", Duration::from_secs(1)).await else {
+                continue;
+            };
+            let req = MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str(TOPIC)))),
+            ]));
+            let Ok(ResponseKind::Metadata(m)) = c.send(9, RequestKind::Metadata(req), Duration::from_secs(5)).await else {
+                continue;
+            };
+            let addr_of = |id: i32| {
+                m.brokers
+                    .iter()
+                    .find(|b| b.node_id.0 == id)
+                    .map(|b| format!("{}:{}", b.host, b.port))
+            };
+            let Some(t) = m.topics.first() else { continue };
+            let mut out = Vec::new();
+            for p in 0..partitions {
+                let Some(part) = t.partitions.iter().find(|x| x.partition_index == p) else { break };
+                match addr_of(part.leader_id.0) {
+                    Some(a) if part.leader_id.0 >= 0 => out.push((part.leader_id.0, a)),
+                    _ => break,
+                }
+            }
+            if out.len() == partitions as usize {
+                return Ok(out);
+            }
+        }
+        bail!("no complete metadata for {TOPIC}")
+    }
+}
+
+fn produce_request(partition: i32, batch: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])])
+}
+
+fn make_batch(records: usize, size: usize) -> Bytes {
+    let value = vec![b'x'; size];
+    let mut b = BatchBuilder::new(0);
+    for i in 0..records {
+        b = b.record(i as i64, None, Some(&value));
+    }
+    b.build().freeze()
+}
+
+/// Sends one produce; `Ok(true)` when acknowledged without error.
+async fn send_produce(conn: &mut Connection, partition: i32, batch: Bytes) -> anyhow::Result<bool> {
+    match conn
+        .send(7, RequestKind::Produce(produce_request(partition, batch)), Duration::from_secs(35))
+        .await?
+    {
+        ResponseKind::Produce(r) => Ok(r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .all(|p| p.error_code == 0)),
+        _ => bail!("unexpected response"),
+    }
+}
+
+struct ProduceReport {
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+    errors: u64,
+    latency_us: Histogram<u64>,
+    record_size: usize,
+    batch: usize,
+    connections: usize,
+}
+
+impl ProduceReport {
+    fn print(&self, json: bool) {
+        let secs = self.elapsed.as_secs_f64();
+        let rps = self.records as f64 / secs;
+        let mbps = self.bytes as f64 / secs / 1e6;
+        let q = |p: f64| self.latency_us.value_at_quantile(p) as f64 / 1e3;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "record_size": self.record_size, "batch": self.batch,
+                    "connections": self.connections, "records": self.records,
+                    "errors": self.errors, "elapsed_s": secs,
+                    "records_per_s": rps, "mb_per_s": mbps,
+                    "latency_ms": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999)},
+                })
+            );
+        } else {
+            println!(
+                "acks=all RF=3, {} B records, {} per request, {} connections: {:.0} records/s, {:.1} MB/s; \
+                 request latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms; {} errors",
+                self.record_size, self.batch, self.connections, rps, mbps, q(0.5), q(0.99), q(0.999), self.errors
+            );
+        }
+    }
+}
+
+async fn produce_load(
+    cluster: &LocalCluster,
+    partitions: i32,
+    record_size: usize,
+    batch: usize,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<ProduceReport> {
+    let leaders = cluster.leaders(partitions).await?;
+    let payload = make_batch(batch, record_size);
+    let warmup = Duration::from_secs(2);
+    let run = Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let partition = (i as i32) % partitions;
+        let addr = leaders[partition as usize].1.clone();
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("histogram");
+            let (mut ok, mut err) = (0u64, 0u64);
+            let mut conn = Connection::connect(&addr, "loadgen", Duration::from_secs(5)).await?;
+            loop {
+                let t = Instant::now();
+                if t.duration_since(start) > warmup + run {
+                    break;
+                }
+                let acked = send_produce(&mut conn, partition, payload.clone()).await?;
+                if t.duration_since(start) >= warmup {
+                    let _ = hist.record(t.elapsed().as_micros() as u64);
+                    if acked {
+                        ok += 1
+                    } else {
+                        err += 1
+                    }
+                }
+            }
+            anyhow::Ok((hist, ok, err))
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new(3)?;
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for t in tasks {
+        let (h, ok, err) = t.await??;
+        latency_us.add(h)?;
+        requests += ok;
+        errors += err;
+    }
+    let records = requests * batch as u64;
+    Ok(ProduceReport {
+        records,
+        bytes: records * record_size as u64,
+        elapsed: run,
+        errors,
+        latency_us,
+        record_size,
+        batch,
+        connections,
+    })
+}
+
+/// Kills partition 0's leader while producing to it; returns kill → first acknowledged
+/// acks=all write on a new leader. The killed broker is restarted and allowed to rejoin.
+async fn failover_once(cluster: &LocalCluster) -> anyhow::Result<Duration> {
+    let (leader, addr) = cluster.leaders(1).await?.remove(0);
+    let batch = make_batch(10, 100);
+    let mut conn = Connection::connect(&addr, "loadgen", Duration::from_secs(5)).await?;
+    for _ in 0..50 {
+        send_produce(&mut conn, 0, batch.clone()).await?;
+    }
+    cluster.cluster(&["kill", "--node", &leader.to_string()])?;
+    let killed = Instant::now();
+    loop {
+        if killed.elapsed() > Duration::from_secs(60) {
+            bail!("no new leader within 60 s");
+        }
+        if let Ok(leaders) = cluster.leaders(1).await {
+            let (new_leader, new_addr) = &leaders[0];
+            if *new_leader != leader {
+                if let Ok(mut c) = Connection::connect(new_addr, "loadgen", Duration::from_millis(500)).await {
+                    if send_produce(&mut c, 0, batch.clone()).await.unwrap_or(false) {
+                        let took = killed.elapsed();
+                        cluster.cluster(&["start", "--node", &leader.to_string()])?;
+                        tokio::time::sleep(Duration::from_secs(6)).await;
+                        return Ok(took);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
