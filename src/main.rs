@@ -24,6 +24,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
     Explore(cmd::check::ExploreArgs),
+    /// Run a local multi-process cluster: up, down, kill --node N, start --node N.
+    Cluster(cmd::cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +40,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Explore(args) => cmd::check::explore(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
     }
 }
