@@ -150,6 +150,10 @@ pub enum ProducerStateError {
         /// The last sequence written in the batch's epoch ([`NO_SEQUENCE`] for a new epoch).
         last_seq: i32,
     },
+    /// One produce mixing retried (duplicate) batches with new ones (see
+    /// [`ProducerStateManager::check_all`]); names the first new batch.
+    #[error("producer {producer_id}: new batch at sequence {first_seq} sent with duplicates")]
+    PartialDuplicate { producer_id: i64, first_seq: i32 },
     /// A batch with a producer id but no (or a negative) sequence or epoch.
     #[error("producer {producer_id}: batch has epoch {epoch} and sequence {first_seq}")]
     InvalidProducerFields {
@@ -163,7 +167,8 @@ impl ProducerStateError {
     pub fn kafka_error_code(&self) -> i16 {
         match self {
             ProducerStateError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
-            ProducerStateError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            ProducerStateError::OutOfOrderSequence { .. }
+            | ProducerStateError::PartialDuplicate { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
             ProducerStateError::InvalidProducerFields { .. } => INVALID_RECORD,
         }
     }
@@ -238,12 +243,20 @@ impl ProducerStateManager {
 
     /// [`Self::check`] for every batch of one produce, in order, as if the earlier ones
     /// were already appended (a producer may send consecutive batches for one partition in
-    /// one request). The first refusal refuses the whole produce. If a batch is a
-    /// duplicate, the produce is answered with that batch's offsets and nothing is
-    /// appended, as Kafka does.
+    /// one request). The first refusal refuses the whole produce. If every batch is a
+    /// duplicate, the produce is answered with the first one's base offset and nothing is
+    /// appended.
+    ///
+    /// Deviation from Kafka: Kafka answers a produce as a duplicate as soon as any of its
+    /// batches is one, silently dropping new batches sent with it. Clients send one batch
+    /// per partition per request, so this never matters to them, but acknowledging
+    /// records that were not written is never right: a mix of duplicates and new batches is
+    /// refused with OUT_OF_ORDER_SEQUENCE_NUMBER instead.
     pub fn check_all(&self, headers: &[BatchHeader]) -> Result<Check, ProducerStateError> {
         // The (epoch, last sequence) each producer reaches through the earlier batches.
         let mut pending: HashMap<i64, (i16, i32)> = HashMap::new();
+        let mut duplicate: Option<(i64, i64)> = None;
+        let mut new_batch: Option<ProducerBatch> = None;
         for h in headers {
             let b = ProducerBatch::from_header(h, h.base_offset);
             match self.check_batch(&b, pending.get(&b.producer_id).copied())? {
@@ -251,11 +264,28 @@ impl ProducerStateManager {
                     if b.has_producer_id() && !b.is_control {
                         pending.insert(b.producer_id, (b.producer_epoch, b.last_seq));
                     }
+                    new_batch.get_or_insert(b);
                 }
-                dup @ Check::Duplicate { .. } => return Ok(dup),
+                Check::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    let first = duplicate.map_or(base_offset, |(first, _)| first);
+                    duplicate = Some((first, last_offset));
+                }
             }
         }
-        Ok(Check::Append)
+        match (duplicate, new_batch) {
+            (None, _) => Ok(Check::Append),
+            (Some((base_offset, last_offset)), None) => Ok(Check::Duplicate {
+                base_offset,
+                last_offset,
+            }),
+            (Some(_), Some(b)) => Err(ProducerStateError::PartialDuplicate {
+                producer_id: b.producer_id,
+                first_seq: b.first_seq,
+            }),
+        }
     }
 
     /// One batch; `pending` is the producer's (epoch, last sequence) after earlier batches
@@ -596,6 +626,30 @@ mod tests {
         );
         let bump = [header(1, 0, 1), header(0, 1, 1)];
         assert_eq!(code(m.check_all(&bump)), INVALID_PRODUCER_EPOCH);
+    }
+
+    #[test]
+    fn a_produce_of_only_duplicates_spans_them_and_a_mix_is_refused() {
+        let m = state(&[(0, 0, 1), (0, 1, 2)]);
+        assert_eq!(
+            m.check_all(&[header(0, 0, 1), header(0, 1, 2)]),
+            Ok(Check::Duplicate {
+                base_offset: 0,
+                last_offset: 2
+            })
+        );
+        assert_eq!(
+            m.check_all(&[header(0, 1, 2), header(0, 3, 1)]),
+            Err(ProducerStateError::PartialDuplicate {
+                producer_id: PID,
+                first_seq: 3
+            })
+        );
+        let plain = header_of(NO_PRODUCER_ID, -1, -1, 1);
+        assert_eq!(
+            code(m.check_all(&[plain, header(0, 0, 1)])),
+            OUT_OF_ORDER_SEQUENCE_NUMBER
+        );
     }
 
     #[test]
