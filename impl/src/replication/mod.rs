@@ -37,8 +37,8 @@ pub use partition::{
     PartitionState, PendingIsr, ProduceOutcome, Replica, ReplicaConfig, Role,
 };
 pub use producer_state::{
-    BatchMetadata, Check, ProducerBatch, ProducerStateEntry, ProducerStateError,
-    ProducerStateManager, MAX_BATCHES_PER_PRODUCER,
+    BatchMetadata, Check, ProducerBatch, ProducerIdBlock, ProducerStateEntry, ProducerStateError,
+    ProducerStateManager, MAX_BATCHES_PER_PRODUCER, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
 

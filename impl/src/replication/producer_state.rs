@@ -403,6 +403,59 @@ impl ProducerStateManager {
     }
 }
 
+/// Producer ids per block the controller hands a broker (Kafka's
+/// `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`, KIP-730).
+pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
+
+/// A contiguous block of producer ids the controller allocated to one broker
+/// (AllocateProducerIds, KIP-730), from which the broker answers InitProducerId without
+/// asking the controller each time. The controller keeps the next free id in its metadata
+/// log ([`Self::next_block_start`]); the broker draws ids with [`Self::claim_next`] and asks
+/// for a new block when it returns `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    pub assigned_broker_id: super::BrokerId,
+    pub first_producer_id: i64,
+    pub size: i32,
+    /// The next id to hand out.
+    next: i64,
+}
+
+impl ProducerIdBlock {
+    /// The block `[first_producer_id, first_producer_id + size)` for `broker`.
+    pub fn new(assigned_broker_id: super::BrokerId, first_producer_id: i64, size: i32) -> Self {
+        ProducerIdBlock {
+            assigned_broker_id,
+            first_producer_id,
+            size: size.max(0),
+            next: first_producer_id,
+        }
+    }
+
+    /// The last id of the block (`first - 1` for an empty block).
+    pub fn last_producer_id(&self) -> i64 {
+        self.first_producer_id + i64::from(self.size) - 1
+    }
+
+    /// The first id of the block the controller allocates after this one.
+    pub fn next_block_start(&self) -> i64 {
+        self.first_producer_id + i64::from(self.size)
+    }
+
+    /// Hands out the next id, or `None` when the block is used up.
+    pub fn claim_next(&mut self) -> Option<i64> {
+        (self.next <= self.last_producer_id()).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Ids left to hand out.
+    pub fn remaining(&self) -> i64 {
+        self.last_producer_id() + 1 - self.next
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,5 +719,19 @@ mod tests {
                 last_offset: 1
             })
         );
+    }
+
+    #[test]
+    fn producer_id_blocks_hand_out_each_id_once_then_run_dry() {
+        let mut b = ProducerIdBlock::new(3, 2000, 3);
+        assert_eq!((b.last_producer_id(), b.next_block_start()), (2002, 2003));
+        assert_eq!(b.remaining(), 3);
+        let ids: Vec<_> = std::iter::from_fn(|| b.claim_next()).collect();
+        assert_eq!(ids, vec![2000, 2001, 2002]);
+        assert_eq!((b.claim_next(), b.remaining()), (None, 0));
+        let next = ProducerIdBlock::new(4, b.next_block_start(), PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(next.first_producer_id, 2003);
+        assert_eq!(next.last_producer_id(), 3002);
+        assert_eq!(ProducerIdBlock::new(1, 0, -5).remaining(), 0);
     }
 }
