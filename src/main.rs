@@ -28,6 +28,8 @@ enum Command {
     Topics(cmd::topics::TopicsArgs),
     /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
     Explore(cmd::check::ExploreArgs),
+    /// Run a local multi-process cluster: up, down, kill --node N, start --node N.
+    Cluster(cmd::cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +46,6 @@ fn main() -> ExitCode {
         Command::Explore(args) => cmd::check::explore(args),
         Command::Broker(args) => cmd::broker::run(args),
         Command::Topics(args) => cmd::topics::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
     }
 }

@@ -16,6 +16,33 @@ pub fn batch(value: u64) -> BytesMut {
         .build()
 }
 
+/// An idempotent producer's batch: `records` records from `pid` at `epoch`, the first with
+/// sequence `seq`.
+pub fn idempotent_batch(pid: i64, epoch: i16, seq: i32, records: usize) -> BytesMut {
+    let mut b = BatchBuilder::new(0).producer(pid, epoch, seq);
+    for i in 0..records {
+        b = b.record(0, None, Some(&(i as u64).to_be_bytes()));
+    }
+    b.build()
+}
+
+/// `(producer id, first sequence, last sequence, base offset)` of every batch in `log`, in
+/// log order (headers only).
+pub fn producer_batches(log: &bytes::Bytes) -> Vec<(i64, i32, i32, i64)> {
+    use osprey_broker::storage::BatchView;
+    osprey_broker::storage::Batches::new(log.clone())
+        .map(|b| {
+            let h = b.unwrap().header();
+            (
+                h.producer_id,
+                h.base_sequence,
+                h.last_sequence(),
+                h.base_offset,
+            )
+        })
+        .collect()
+}
+
 pub struct Cluster {
     pub tmp: TempDir,
     /// `None` while crashed.
@@ -50,7 +77,8 @@ impl Cluster {
         for b in 0..n {
             let log = c.open_log(b);
             let epoch = c.next_broker_epoch + i64::from(b);
-            c.nodes.push(Some(Replica::new(c.config(b), log, epoch)));
+            c.nodes
+                .push(Some(Replica::new(c.config(b), log, epoch).unwrap()));
         }
         c.next_broker_epoch += 100;
         c.propagate();
@@ -113,6 +141,19 @@ impl Cluster {
         let now = self.now;
         self.r_mut(leader)
             .append_as_leader(id, batch(id), acks, 30_000, now)
+    }
+
+    /// Broker `leader` handles a produce of `batches`.
+    pub fn produce_batch(
+        &mut self,
+        leader: i32,
+        id: u64,
+        batches: BytesMut,
+        acks: Acks,
+    ) -> ProduceOutcome {
+        let now = self.now;
+        self.r_mut(leader)
+            .append_as_leader(id, batches, acks, 30_000, now)
     }
 
     /// Follower `f` sends its fetch to the broker it believes leads; returns the response
@@ -202,7 +243,7 @@ impl Cluster {
     pub fn restart(&mut self, b: i32) {
         let log = self.open_log(b);
         self.next_broker_epoch += 1;
-        let r = Replica::restart(self.config(b), log, self.next_broker_epoch);
+        let r = Replica::restart(self.config(b), log, self.next_broker_epoch).unwrap();
         self.nodes[b as usize] = Some(r);
     }
 

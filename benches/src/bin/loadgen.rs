@@ -146,7 +146,10 @@ impl LocalCluster {
             .arg(dir)
             .output()?;
         if !out.status.success() {
-            bail!("cluster up failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "cluster up failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let state: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json"))?)?;
@@ -169,7 +172,10 @@ impl LocalCluster {
             .arg(&self.dir)
             .output()?;
         if !out.status.success() {
-            bail!("osprey cluster {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "osprey cluster {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -184,8 +190,20 @@ impl LocalCluster {
 
     fn create_topic(&self, partitions: i32) -> anyhow::Result<()> {
         let out = Command::new(&self.osprey)
-            .args(["topics", "--bootstrap-server", self.first_broker(), "create", "--topic", TOPIC])
-            .args(["--partitions", &partitions.to_string(), "--replication-factor", "3"])
+            .args([
+                "topics",
+                "--bootstrap-server",
+                self.first_broker(),
+                "create",
+                "--topic",
+                TOPIC,
+            ])
+            .args([
+                "--partitions",
+                &partitions.to_string(),
+                "--replication-factor",
+                "3",
+            ])
             .args(["--config", "min.insync.replicas=2"])
             .output()?;
         if !out.status.success() {
@@ -198,13 +216,17 @@ impl LocalCluster {
     /// Leader id and address of each partition.
     async fn leaders(&self, partitions: i32) -> anyhow::Result<Vec<(i32, String)>> {
         for addr in self.bootstrap.split(',') {
-            let Ok(mut c) = Connection::connect(addr, "loadgen", Duration::from_secs(1)).await else {
+            let Ok(mut c) = Connection::connect(addr, "loadgen", Duration::from_secs(1)).await
+            else {
                 continue;
             };
-            let req = MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str(TOPIC)))),
-            ]));
-            let Ok(ResponseKind::Metadata(m)) = c.send(9, RequestKind::Metadata(req), Duration::from_secs(5)).await else {
+            let req = MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))]));
+            let Ok(ResponseKind::Metadata(m)) = c
+                .send(9, RequestKind::Metadata(req), Duration::from_secs(5))
+                .await
+            else {
                 continue;
             };
             let addr_of = |id: i32| {
@@ -216,7 +238,9 @@ impl LocalCluster {
             let Some(t) = m.topics.first() else { continue };
             let mut out = Vec::new();
             for p in 0..partitions {
-                let Some(part) = t.partitions.iter().find(|x| x.partition_index == p) else { break };
+                let Some(part) = t.partitions.iter().find(|x| x.partition_index == p) else {
+                    break;
+                };
                 match addr_of(part.leader_id.0) {
                     Some(a) if part.leader_id.0 >= 0 => out.push((part.leader_id.0, a)),
                     _ => break,
@@ -253,7 +277,11 @@ fn make_batch(records: usize, size: usize) -> Bytes {
 /// Sends one produce; `Ok(true)` when acknowledged without error.
 async fn send_produce(conn: &mut Connection, partition: i32, batch: Bytes) -> anyhow::Result<bool> {
     match conn
-        .send(7, RequestKind::Produce(produce_request(partition, batch)), Duration::from_secs(35))
+        .send(
+            7,
+            RequestKind::Produce(produce_request(partition, batch)),
+            Duration::from_secs(35),
+        )
         .await?
     {
         ResponseKind::Produce(r) => Ok(r
@@ -382,8 +410,13 @@ async fn failover_once(cluster: &LocalCluster) -> anyhow::Result<Duration> {
         if let Ok(leaders) = cluster.leaders(1).await {
             let (new_leader, new_addr) = &leaders[0];
             if *new_leader != leader {
-                if let Ok(mut c) = Connection::connect(new_addr, "loadgen", Duration::from_millis(500)).await {
-                    if send_produce(&mut c, 0, batch.clone()).await.unwrap_or(false) {
+                if let Ok(mut c) =
+                    Connection::connect(new_addr, "loadgen", Duration::from_millis(500)).await
+                {
+                    if send_produce(&mut c, 0, batch.clone())
+                        .await
+                        .unwrap_or(false)
+                    {
                         let took = killed.elapsed();
                         cluster.cluster(&["start", "--node", &leader.to_string()])?;
                         tokio::time::sleep(Duration::from_secs(6)).await;

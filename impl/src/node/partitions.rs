@@ -241,7 +241,7 @@ impl ReplicaManager {
                     tp: tp.clone(),
                     topic_id,
                     inner: Mutex::new(SlotInner {
-                        replica: Replica::new(config, log, broker_epoch),
+                        replica: Replica::new(config, log, broker_epoch)?,
                         waiters: HashMap::new(),
                     }),
                 });

@@ -23,15 +23,22 @@
 //!
 //! Modules, one job each:
 //! * [`partition`] — [`Replica`], the role state and every transition;
-//! * [`purgatory`] — [`ProducePurgatory`], acks=all produces waiting for the high watermark.
+//! * [`purgatory`] — [`ProducePurgatory`], acks=all produces waiting for the high watermark;
+//! * [`producer_state`] — [`ProducerStateManager`], idempotent producers' epochs and last
+//!   batches (KIP-98 duplicate detection and sequence checks).
 
 pub mod partition;
+pub mod producer_state;
 pub mod purgatory;
 
 pub use partition::{
     Acks, AlterPartitionProposal, AlterPartitionResponse, EpochEndOffset, FetchRequestPartition,
     FetchResponse, FetchResult, FollowerFetchOutcome, FollowerState, IsrMember, LeaderState,
     PartitionState, PendingIsr, ProduceOutcome, Replica, ReplicaConfig, Role,
+};
+pub use producer_state::{
+    BatchMetadata, Check, ProducerBatch, ProducerIdBlock, ProducerStateEntry, ProducerStateError,
+    ProducerStateManager, MAX_BATCHES_PER_PRODUCER, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
 
@@ -52,9 +59,14 @@ pub mod error_codes {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// Not produced by this layer (see [`super::producer_state`], KIP-360); for the wire layer.
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const INVALID_UPDATE_VERSION: i16 = 95;
+    pub const INVALID_RECORD: i16 = 87;
     pub const INELIGIBLE_REPLICA: i16 = 107;
 }
 

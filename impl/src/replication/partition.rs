@@ -15,9 +15,12 @@ use std::path::PathBuf;
 use bytes::{Bytes, BytesMut};
 
 use super::error_codes::*;
+use super::producer_state::{Check, ProducerStateManager};
 use super::purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
 use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
-use crate::storage::{PartitionLog, StorageError, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
+use crate::storage::{
+    check_batch, BatchHeader, PartitionLog, StorageError, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
+};
 
 /// The settings the protocol reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,21 +291,31 @@ pub struct Replica {
     leader_epoch: LeaderEpoch,
     role: Role,
     purgatory: ProducePurgatory,
+    /// Idempotent producers' state, always equal to what the log's batches imply.
+    producers: ProducerStateManager,
     effects: VecDeque<Effect>,
 }
 
 impl Replica {
     /// A replica over an opened (recovered) log that has not learned any metadata yet.
-    pub fn new(config: ReplicaConfig, log: PartitionLog, broker_epoch: i64) -> Self {
-        Replica {
+    /// The producer state is rebuilt from the log's batch headers (one header-only pass,
+    /// see [`ProducerStateManager::rebuild`]); reading them can fail.
+    pub fn new(
+        config: ReplicaConfig,
+        log: PartitionLog,
+        broker_epoch: i64,
+    ) -> Result<Self, StorageError> {
+        let producers = ProducerStateManager::from_log(&log)?;
+        Ok(Replica {
             config,
             log,
             broker_epoch,
             leader_epoch: UNDEFINED_EPOCH,
             role: Role::None,
             purgatory: ProducePurgatory::new(),
+            producers,
             effects: VecDeque::new(),
-        }
+        })
     }
 
     // -------------------------------------------------------------------------------------
@@ -322,6 +335,10 @@ impl Replica {
     }
     pub fn role(&self) -> &Role {
         &self.role
+    }
+    /// The idempotent producers' state of this partition.
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
     }
     /// The leader this broker believes in ([`NO_BROKER`] when none).
     pub fn leader(&self) -> BrokerId {
@@ -450,6 +467,14 @@ impl Replica {
     /// acks=all is refused with NOT_ENOUGH_REPLICAS before the append while the committed
     /// ISR is below min.insync.replicas; otherwise it waits in the purgatory until the high
     /// watermark passes its last record (or `timeout_ms` passes). acks 0/1 are answered now.
+    ///
+    /// Idempotent producers (KIP-98): every batch is checked against the producer state
+    /// first ([`ProducerStateManager::check_all`]); a refusal answers with its Kafka error
+    /// and appends nothing. A retry of a batch already in the log appends nothing either
+    /// and is answered with the original batch's base offset, exactly as if it had just
+    /// been appended there: for acks=all it waits, like the original, until the high
+    /// watermark passes the original's last offset (Kafka answers duplicates through the
+    /// same `DelayedProduce` path).
     pub fn append_as_leader(
         &mut self,
         request_id: u64,
@@ -471,25 +496,77 @@ impl Replica {
         if acks == Acks::All && l.isr.len() < self.config.min_insync_replicas {
             return done(NOT_ENOUGH_REPLICAS, -1);
         }
+        let headers = match validated_headers(&batches, self.log.config().max_batch_bytes) {
+            Ok(h) => h,
+            Err(e) => return done(e.kafka_error_code(), -1),
+        };
+        match self.producers.check_all(&headers) {
+            Err(e) => return done(e.kafka_error_code(), -1),
+            Ok(Check::Duplicate {
+                base_offset,
+                last_offset,
+            }) => {
+                return self.answer_appended(
+                    request_id,
+                    acks,
+                    base_offset,
+                    last_offset,
+                    timeout_ms,
+                    now_ms,
+                )
+            }
+            Ok(Check::Append) => {}
+        }
         let info = match self.log.append_as_leader(batches, self.leader_epoch) {
             Ok(info) => info,
             Err(e) => return done(e.kafka_error_code(), -1),
         };
-        let base_offset = info.first_offset;
+        self.producers.update_from_append(&info.batches);
         self.maybe_advance_high_watermark();
-        if acks != Acks::All || info.record_count == 0 {
-            return done(NONE, base_offset);
+        if info.record_count == 0 {
+            return done(NONE, info.first_offset);
         }
-        let required_offset = info.last_offset + 1;
+        self.answer_appended(
+            request_id,
+            acks,
+            info.first_offset,
+            info.last_offset,
+            timeout_ms,
+            now_ms,
+        )
+    }
+
+    /// The answer for records in the log at `[base_offset, last_offset]`: now for acks 0/1
+    /// or if already committed, otherwise parked in the purgatory.
+    fn answer_appended(
+        &mut self,
+        request_id: u64,
+        acks: Acks,
+        base_offset: i64,
+        last_offset: i64,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) -> ProduceOutcome {
+        let done = |error_code| {
+            ProduceOutcome::Completed(ProduceCompletion {
+                request_id,
+                error_code,
+                base_offset,
+            })
+        };
+        if acks != Acks::All {
+            return done(NONE);
+        }
+        let required_offset = last_offset + 1;
         if self.log.high_watermark() >= required_offset {
-            // Committed already (the ISR is this leader alone).
+            // Committed already (the ISR is this leader alone, or a duplicate of a
+            // committed batch).
             let enough = self.maximal_isr_len() >= self.config.min_insync_replicas;
-            let code = if enough {
+            return done(if enough {
                 NONE
             } else {
                 NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            };
-            return done(code, base_offset);
+            });
         }
         self.purgatory.add(DelayedProduce {
             request_id,
@@ -646,6 +723,9 @@ impl Replica {
             };
             if target < leo {
                 self.log.truncate_to(target)?;
+                // Batches above the cut may have been a producer's last ones: replay the
+                // log so a retry of a removed batch is appended again, not "deduplicated".
+                self.producers.rebuild(&self.log)?;
             }
             return Ok(FollowerFetchOutcome::Truncated {
                 log_end_offset: self.log.log_end_offset(),
@@ -654,7 +734,8 @@ impl Replica {
         if resp.fetch_offset != leo {
             return Ok(FollowerFetchOutcome::Dropped);
         }
-        self.log.append_as_follower(r.records.clone())?;
+        let info = self.log.append_as_follower(r.records.clone())?;
+        self.producers.update_from_append(&info.batches);
         let leo = self.log.log_end_offset();
         self.log.set_high_watermark(r.high_watermark.min(leo));
         Ok(FollowerFetchOutcome::Appended {
@@ -879,10 +960,33 @@ impl Replica {
 
     /// Model step `Restart`: the log was recovered ([`PartitionLog::open`]) and the broker
     /// registered again with a new, larger broker epoch. It knows no leader until metadata
-    /// tells it.
-    pub fn restart(config: ReplicaConfig, log: PartitionLog, broker_epoch: i64) -> Self {
+    /// tells it. The producer state is rebuilt from the recovered log.
+    pub fn restart(
+        config: ReplicaConfig,
+        log: PartitionLog,
+        broker_epoch: i64,
+    ) -> Result<Self, StorageError> {
         Replica::new(config, log, broker_epoch)
     }
+}
+
+/// The headers of every batch of a produce, each fully validated (structure, size, CRC)
+/// before the producer state looks at its producer fields: a corrupted header must not be
+/// mistaken for a retry. The log validates again on append; CRC-32C is cheap next to the
+/// write, and keeping the log's append self-contained is worth it.
+fn validated_headers(buf: &[u8], max_batch_bytes: u64) -> Result<Vec<BatchHeader>, StorageError> {
+    let mut headers = Vec::new();
+    let mut pos = 0usize;
+    while pos < buf.len() {
+        let h = check_batch(
+            buf.get(pos..).unwrap_or_default(),
+            pos as u64,
+            max_batch_bytes,
+        )?;
+        pos += h.size() as usize;
+        headers.push(h);
+    }
+    Ok(headers)
 }
 
 fn new_follower_state(broker_id: BrokerId, in_isr: bool, now_ms: u64) -> FollowerState {
@@ -914,7 +1018,7 @@ mod tests {
 
     fn replica(dir: &std::path::Path, id: BrokerId) -> Replica {
         let log = PartitionLog::open(dir.join(format!("b{id}")), LogConfig::default()).unwrap();
-        Replica::new(ReplicaConfig::new(id), log, 1)
+        Replica::new(ReplicaConfig::new(id), log, 1).unwrap()
     }
 
     fn state(leader: BrokerId, leader_epoch: LeaderEpoch, isr: &[BrokerId]) -> PartitionState {

@@ -7,8 +7,9 @@
 //! model abstracts away. It holds no clock: time is passed in, completions are handed to a
 //! callback, so the caller decides where they go (the replica's effect queue).
 //!
-//! Appends at one leader get increasing offsets, so waiting produces are kept in append
-//! order and completed from the front: completing is O(completed), never a scan.
+//! Waiting produces are kept ordered by required offset (appends at one leader get
+//! increasing offsets, so normally in append order) and completed from the front:
+//! completing is O(completed), never a scan.
 
 use std::collections::VecDeque;
 
@@ -61,13 +62,16 @@ impl ProducePurgatory {
         self.waiting.iter()
     }
 
-    /// Parks a produce. Produces come in append order, so their required offsets increase.
+    /// Parks a produce, keeping the queue ordered by required offset. New appends come in
+    /// append order and go to the back; a retried idempotent batch answered as a duplicate
+    /// of an uncommitted earlier batch waits for that batch's offsets, so it may belong
+    /// further forward (after any produce with the same required offset, so answers for
+    /// one offset keep their arrival order).
     pub fn add(&mut self, p: DelayedProduce) {
-        debug_assert!(self
+        let at = self
             .waiting
-            .back()
-            .is_none_or(|b| b.required_offset <= p.required_offset));
-        self.waiting.push_back(p);
+            .partition_point(|w| w.required_offset <= p.required_offset);
+        self.waiting.insert(at, p);
     }
 
     /// Completes every produce the high watermark has passed: acknowledged when the
@@ -169,6 +173,24 @@ mod tests {
         let done = collect(|e| pg.complete_up_to(5, false, e));
         assert_eq!(done[0].error_code, NOT_ENOUGH_REPLICAS_AFTER_APPEND);
         assert!(pg.is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_of_an_earlier_batch_waits_in_offset_order() {
+        let mut pg = ProducePurgatory::new();
+        pg.add(p(1, 0, 1, 100));
+        pg.add(p(2, 1, 3, 100));
+        pg.add(p(3, 0, 1, 100)); // a retry of produce 1
+        let order: Vec<u64> = pg.iter().map(|w| w.request_id).collect();
+        assert_eq!(order, vec![1, 3, 2]);
+        let done = collect(|e| pg.complete_up_to(1, true, e));
+        assert_eq!(
+            done.iter()
+                .map(|c| (c.request_id, c.base_offset))
+                .collect::<Vec<_>>(),
+            vec![(1, 0), (3, 0)]
+        );
+        assert_eq!(pg.len(), 1);
     }
 
     #[test]

@@ -890,3 +890,29 @@ fn reads_stay_correct_when_the_index_is_sparser_than_configured() {
         }
     }
 }
+
+#[test]
+fn for_each_batch_header_walks_every_segment_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(tmp.path(), cfg(600, FlushPolicy::Os));
+    for i in 0..6 {
+        log.append_as_leader(batch(i % 3 + 1, 0, 100), 0).unwrap();
+    }
+    assert!(
+        log.segment_base_offsets().len() > 1,
+        "the test needs rolled segments"
+    );
+    let mut seen = Vec::new();
+    log.for_each_batch_header(|h| seen.push((h.base_offset, h.last_offset())))
+        .unwrap();
+    let expected: Vec<_> = read_all(&log)
+        .iter()
+        .map(|b| (b.base_offset(), b.last_offset()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 6);
+    log.truncate_to(seen[4].0).unwrap();
+    let mut after = 0;
+    log.for_each_batch_header(|_| after += 1).unwrap();
+    assert_eq!(after, 4, "truncated batches are gone");
+}
