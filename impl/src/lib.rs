@@ -6,6 +6,7 @@
 //! drive them. The conformance suite drives the same state machines step by step.
 
 pub mod controller;
+pub mod group;
 pub mod replication;
 pub mod storage;
 pub mod wire;
