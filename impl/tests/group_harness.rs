@@ -25,6 +25,9 @@ pub const GROUP: &str = "g";
 pub const SESSION_MS: i32 = 10_000;
 pub const REBALANCE_MS: i32 = 30_000;
 
+/// An append the driver has not completed: (request id, partition, records).
+pub type Append = (Option<u64>, i32, Vec<(Bytes, Bytes)>);
+
 pub struct Driver {
     pub c: GroupCoordinator,
     pub now: u64,
@@ -32,7 +35,7 @@ pub struct Driver {
     /// Everything appended (and committed) per `__consumer_offsets` partition.
     pub log: BTreeMap<i32, Vec<(Bytes, Bytes)>>,
     /// Appends not yet completed: (request id, partition, records).
-    pub inflight: Vec<(Option<u64>, i32, Vec<(Bytes, Bytes)>)>,
+    pub inflight: Vec<Append>,
     /// Parked responses that came out, by request id.
     pub responses: BTreeMap<u64, GroupResponse>,
     /// When true, appends are completed successfully as soon as they come out.

@@ -1,19 +1,24 @@
 //! Groups, members and Kafka's classic group states.
 //!
 //! ```text
-//!            first JoinGroup                   join phase completes
-//!   Empty ──────────────────► PreparingRebalance ──────────────────► CompletingRebalance
-//!     ▲   (after the initial      │   ▲       │ (no member rejoined:        │
-//!     │    rebalance delay)       │   │       ▼  generation+1, Empty)       │ leader's SyncGroup
-//!     │                           │   │     Empty                           │ stored in the log
-//!     │                           │   └──── member joins/leaves/expires ────┤
-//!     │                           │   └──── member joins/leaves/expires ─── Stable ◄┘
-//!     └── last member leaves (via PreparingRebalance) ───────────────────────┘
-//!   any state ──── unload_partition (lost leadership of __consumer_offsets) ───► Dead
+//!                 a member joins (after group.initial.rebalance.delay.ms)
+//!   Empty ───────────────────────────────────────────► PreparingRebalance
+//!     ▲                                                  │  ▲         ▲
+//!     │ the join phase ends with no member               │  │         │ a member joins, changes its
+//!     └──────────────────────────────────────────────────┘  │         │ protocols, leaves, expires,
+//!                                                            │         │ or the store fails
+//!                        the join phase ends (all rejoined   │         │
+//!                        or the rebalance timeout)           ▼         │
+//!                                                  CompletingRebalance ┤
+//!                                                            │         │
+//!                        the leader's SyncGroup is stored    ▼         │
+//!                                                         Stable ──────┘
+//!
+//!   any state ── unload_partition (no longer leads the __consumer_offsets partition) ──► Dead
 //! ```
 //!
-//! Where each transition lives in [`super::coordinator`]:
-//! * Empty → PreparingRebalance: `prepare_rebalance`, called from `join_new_member` (the
+//! Where each transition lives in [`super::coordinator`] and [`super::rebalance`]:
+//! * Empty → PreparingRebalance: `prepare_rebalance`, called from `add_member_and_rebalance` (the
 //!   initial rebalance delay, `group.initial.rebalance.delay.ms`, applies only here).
 //! * PreparingRebalance → CompletingRebalance / Empty: `complete_join`, called when every
 //!   member has rejoined (`try_complete_join`) or from `tick` at the rebalance deadline.
