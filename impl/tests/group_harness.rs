@@ -56,7 +56,7 @@ impl Driver {
         let cfg = config(initial_delay_ms);
         let mut c = GroupCoordinator::new(cfg);
         for p in 0..cfg.offsets_partitions {
-            c.load_partition(p, Vec::new(), 0);
+            c.load_partition(p, 0, Vec::new(), 0);
         }
         Driver {
             c,

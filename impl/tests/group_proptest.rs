@@ -66,10 +66,19 @@ struct World {
     parked: BTreeSet<u64>,
     answered: BTreeSet<u64>,
     last_generation: i32,
+    /// The coordinator epoch of the current coordinator (bumped at each failover).
+    epoch: i32,
+    /// Every member id handed out, and to which client.
+    issued: std::collections::BTreeMap<String, usize>,
 }
 
 impl World {
     fn on_join(&mut self, client: usize, r: &kafka_protocol::messages::JoinGroupResponse) {
+        if matches!(r.error_code, 0 | 79) {
+            let id = r.member_id.as_str().to_owned();
+            let first = *self.issued.entry(id.clone()).or_insert(client);
+            assert_eq!(first, client, "member id {id} handed to two clients");
+        }
         let c = &mut self.clients[client];
         match r.error_code {
             0 => {
@@ -196,8 +205,9 @@ impl World {
                         _ => None,
                     })
                     .last();
-                self.d.c.begin_loading(p);
-                self.d.c.load_partition(p, log, self.d.now);
+                self.epoch += 1;
+                self.d.c.begin_loading(p, self.epoch);
+                self.d.c.load_partition(p, self.epoch, log, self.d.now);
                 let loaded = self.d.c.group(GROUP).map(|g| g.generation);
                 if let Some(g) = stored_generation {
                     assert_eq!(
@@ -261,6 +271,8 @@ proptest! {
             parked: BTreeSet::new(),
             answered: BTreeSet::new(),
             last_generation: 0,
+            epoch: 0,
+            issued: Default::default(),
         };
         for op in &ops {
             w.step(op);

@@ -31,7 +31,10 @@ fn stable_pair() -> (Driver, String, String) {
 fn two_members_join_leader_gets_members_and_sync_distributes() {
     let mut d = Driver::new(100);
     let (a, ja) = d.join_new("client-a", RANGE);
-    assert_eq!(a, "client-a-1", "ids are {{client_id}}-{{counter}}");
+    assert_eq!(
+        a, "client-a-0-1",
+        "ids are {{client_id}}-{{coordinator epoch}}-{{counter}}"
+    );
     assert_eq!(d.state().state, GroupState::PreparingRebalance);
     d.tick(50);
     let (b, jb) = d.join_new("client-b", &[("roundrobin", b"rr-b"), ("range", b"sub-b")]);
@@ -286,13 +289,13 @@ fn not_coordinator_and_loading() {
         r.now().unwrap().topics[0].partitions[0].error_code,
         NOT_COORDINATOR
     );
-    d.c.begin_loading(p);
+    d.c.begin_loading(p, 1);
     let (_, r) = d.join(5, "x", "", RANGE);
     assert_eq!(r.now().unwrap().error_code, COORDINATOR_LOAD_IN_PROGRESS);
     assert_eq!(d.fetch(GROUP, None).0, COORDINATOR_LOAD_IN_PROGRESS);
     let listed = d.c.handle_list_groups(4, ListGroupsRequest::default());
     assert_eq!(listed.error_code, COORDINATOR_LOAD_IN_PROGRESS);
-    d.c.load_partition(p, Vec::new(), d.now);
+    d.c.load_partition(p, 1, Vec::new(), d.now);
     let (_, r) = d.join(5, "x", "", RANGE);
     assert_eq!(r.now().unwrap().error_code, MEMBER_ID_REQUIRED);
 }
@@ -509,9 +512,9 @@ fn failover_reloads_offsets_and_groups_from_the_log() {
     let mut n = Driver::new(0);
     for p in 0..4 {
         n.c.unload_partition(p);
-        n.c.begin_loading(p);
+        n.c.begin_loading(p, 1);
         let records = d.log.get(&p).cloned().unwrap_or_default();
-        n.c.load_partition(p, records, 1_000_000);
+        n.c.load_partition(p, 1, records, 1_000_000);
     }
     n.now = 1_000_000;
     assert_eq!(
@@ -612,4 +615,29 @@ fn describe_and_list_groups() {
         r.groups[0].members[0].member_assignment.is_empty(),
         "only Stable shows assignments"
     );
+}
+
+#[test]
+fn groups_that_never_formed_are_forgotten() {
+    let mut d = Driver::new(0);
+    let (_, r) = d.join(5, "x", "stale-id", RANGE);
+    assert_eq!(r.now().unwrap().error_code, UNKNOWN_MEMBER_ID);
+    assert!(
+        d.c.group(GROUP).is_none(),
+        "a stale member id creates no group"
+    );
+    let (_, r) = d.join(5, "x", "", RANGE);
+    assert_eq!(r.now().unwrap().error_code, MEMBER_ID_REQUIRED);
+    assert!(d.c.group(GROUP).is_some());
+    assert_eq!(d.c.next_deadline(), Some(SESSION_MS as u64));
+    d.tick(SESSION_MS as u64);
+    assert!(d.c.group(GROUP).is_none(), "the unused KIP-394 id expired");
+    // A group with a stored generation stays, Empty.
+    let (_, id) = d.join_new("x", RANGE);
+    d.take_join(id);
+    d.tick(d.now + REBALANCE_MS as u64);
+    let view = d.state();
+    assert_eq!((view.state, view.generation), (GroupState::Empty, 2));
+    d.tick(d.now + 1_000_000);
+    assert!(d.c.group(GROUP).is_some());
 }

@@ -254,6 +254,9 @@ impl Outbox {
 pub struct GroupCoordinator {
     pub(crate) config: CoordinatorConfig,
     partitions: BTreeMap<i32, Load>,
+    /// The leader epoch of each led `__consumer_offsets` partition (Kafka's coordinator
+    /// epoch): part of every member id handed out, so ids never repeat across failovers.
+    coordinator_epochs: BTreeMap<i32, i32>,
     pub(crate) groups: BTreeMap<String, Group>,
     /// Committed offsets per group, keyed by (topic, partition).
     pub(crate) offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
@@ -272,6 +275,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             partitions: BTreeMap::new(),
+            coordinator_epochs: BTreeMap::new(),
             groups: BTreeMap::new(),
             offsets: BTreeMap::new(),
             out: Outbox::default(),
@@ -361,6 +365,9 @@ impl GroupCoordinator {
         };
         let partition = self.partition_of(&group_id);
         let cfg = self.config;
+        if !member_id.is_empty() && !self.groups.contains_key(&group_id) {
+            return fail(errors::UNKNOWN_MEMBER_ID);
+        }
         let group = self
             .groups
             .entry(group_id.clone())
@@ -370,7 +377,12 @@ impl GroupCoordinator {
             if !group.supports(&protocol_type, &protocols, None) {
                 return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
             }
-            let new_id = new_member_id(&mut self.next_member, &client.client_id, group);
+            let epoch = self
+                .coordinator_epochs
+                .get(&partition)
+                .copied()
+                .unwrap_or(0);
+            let new_id = new_member_id(&mut self.next_member, &client.client_id, epoch, group);
             if version >= 4 {
                 // KIP-394: hand out the id first, so a client that times out before the
                 // join phase ends does not leave an unknown member behind.
@@ -762,6 +774,23 @@ impl GroupCoordinator {
             }
             try_complete_join(group, &mut self.out, now_ms);
         }
+        // Forget groups that never got past a KIP-394 id or a refused join: nothing of
+        // them is stored, so nothing is lost. Groups with a stored generation or offsets
+        // stay, as Empty (Kafka deletes those only with offsets retention, which Osprey
+        // does not implement).
+        let offsets = &self.offsets;
+        self.groups.retain(|id, g| {
+            !(g.state == GroupState::Empty
+                && g.generation == 0
+                && g.members.is_empty()
+                && g.pending_members.is_empty()
+                && !offsets.contains_key(id)
+                && !self
+                    .out
+                    .pending
+                    .values()
+                    .any(|p| matches!(p, PendingAppend::Commit { group, .. } if group == id)))
+        });
     }
 
     /// The earliest time at which [`tick`](Self::tick) has something to do, if any.
@@ -795,10 +824,16 @@ impl GroupCoordinator {
         match pending {
             PendingAppend::Commit {
                 group,
-                partition: _,
+                partition,
                 offsets,
                 response,
-            } => self.finish_commit(request_id, group, offsets, response, error_code),
+            } => self.finish_commit(
+                request_id,
+                (group, partition),
+                offsets,
+                response,
+                error_code,
+            ),
             PendingAppend::GroupSync { group, generation } => {
                 let cfg = self.config;
                 let Some(g) = self.groups.get_mut(&group) else {
@@ -833,11 +868,17 @@ impl GroupCoordinator {
     /// This broker became leader of `__consumer_offsets` partition `partition` and is
     /// reading its log: its groups answer COORDINATOR_LOAD_IN_PROGRESS until
     /// [`load_partition`](Self::load_partition).
-    pub fn begin_loading(&mut self, partition: i32) {
+    pub fn begin_loading(&mut self, partition: i32, coordinator_epoch: i32) {
         self.drop_partition(partition);
         self.partitions.insert(partition, Load::Loading);
+        self.coordinator_epochs.insert(partition, coordinator_epoch);
     }
 
+    /// `coordinator_epoch` is the partition's leader epoch in this broker's term as
+    /// leader. It goes into member ids (`{client_id}-{coordinator_epoch}-{n}`), so a new
+    /// coordinator never hands out the id of a member an old one removed (whose zombie
+    /// client could otherwise heartbeat and commit as the new member).
+    ///
     /// Rebuilds the groups and offsets of `partition` from its log (the records up to the
     /// high watermark, in offset order) and starts serving them. Later records override
     /// earlier ones per key; empty values are tombstones; undecodable records are skipped
@@ -847,6 +888,7 @@ impl GroupCoordinator {
     pub fn load_partition(
         &mut self,
         partition: i32,
+        coordinator_epoch: i32,
         records: impl IntoIterator<Item = (Bytes, Bytes)>,
         now_ms: u64,
     ) {
@@ -898,6 +940,7 @@ impl GroupCoordinator {
             self.offsets.insert(id, offs);
         }
         self.partitions.insert(partition, Load::Loaded);
+        self.coordinator_epochs.insert(partition, coordinator_epoch);
     }
 
     /// This broker no longer leads `partition`: its groups are dropped (Dead) and every
@@ -908,6 +951,7 @@ impl GroupCoordinator {
 
     fn drop_partition(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+        self.coordinator_epochs.remove(&partition);
         let ids: Vec<String> = self
             .groups
             .values()

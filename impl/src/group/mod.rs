@@ -20,7 +20,8 @@
 //!
 //! Driving it (the node runtime's side):
 //! 1. When this broker becomes leader of `__consumer_offsets` partition `p`:
-//!    `begin_loading(p)`, read the log up to the high watermark, `load_partition(p, ..)`.
+//!    `begin_loading(p, leader_epoch)`, read the log up to the high watermark,
+//!    `load_partition(p, leader_epoch, records, now)`.
 //!    When it stops leading `p`: `unload_partition(p)`.
 //! 2. Route each group request to the matching `handle_*` method with a fresh request id
 //!    and the API version; send a [`Reply::Now`] response at once.

@@ -175,12 +175,15 @@ impl GroupCoordinator {
     pub(crate) fn finish_commit(
         &mut self,
         request_id: u64,
-        group: String,
+        (group, partition): (String, i32),
         offsets: Vec<((String, i32), OffsetValue)>,
         response: OffsetCommitResponse,
         error_code: i16,
     ) {
         let code = if error_code == errors::NONE {
+            self.groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(group.clone(), partition));
             let stored = self.offsets.entry(group).or_default();
             for (tp, value) in offsets {
                 stored.insert(tp, value);

@@ -17,12 +17,19 @@ fn sb(s: &str) -> StrBytes {
 
 // -------------------------------------------------------------------- group transitions
 
-/// A member id no one in `group` has: `{client_id}-{n}` from a per-coordinator counter
-/// (deterministic; Kafka appends a UUID instead).
-pub(crate) fn new_member_id(counter: &mut u64, client_id: &str, group: &Group) -> String {
+/// A member id no one in `group` has: `{client_id}-{coordinator_epoch}-{n}` with `n`
+/// from a per-coordinator counter. Deterministic (Kafka appends a UUID instead) and
+/// unique across coordinators, since each leadership term of the `__consumer_offsets`
+/// partition has its own epoch.
+pub(crate) fn new_member_id(
+    counter: &mut u64,
+    client_id: &str,
+    coordinator_epoch: i32,
+    group: &Group,
+) -> String {
     loop {
         *counter += 1;
-        let id = format!("{client_id}-{counter}");
+        let id = format!("{client_id}-{coordinator_epoch}-{counter}");
         if !group.members.contains_key(&id) && !group.pending_members.contains_key(&id) {
             return id;
         }
