@@ -6,6 +6,8 @@
 //!   for every group whose `__consumer_offsets` partition this broker leads. Requests in,
 //!   responses and [`Effect`]s out; time is passed in, nothing here touches a socket,
 //!   file, clock or random number.
+//! * [`dispatch`] — [`GroupCoordinator::handle_request`]: one entry point taking the wire
+//!   layer's `RequestKind` for every group API.
 //! * [`state`] — the group and member bookkeeping and Kafka's group states (with the
 //!   state diagram and where each transition is implemented).
 //! * [`rebalance`] — the transitions themselves: prepare a rebalance, complete the join
@@ -23,8 +25,8 @@
 //!    `begin_loading(p, leader_epoch)`, read the log up to the high watermark,
 //!    `load_partition(p, leader_epoch, records, now)`.
 //!    When it stops leading `p`: `unload_partition(p)`.
-//! 2. Route each group request to the matching `handle_*` method with a fresh request id
-//!    and the API version; send a [`Reply::Now`] response at once.
+//! 2. Pass each request to `handle_request` (or the matching `handle_*` method) with a
+//!    fresh request id; send a [`Reply::Now`] response at once.
 //! 3. After every call, drain `poll_effect()`: send [`Effect::Respond`] responses to the
 //!    connection that sent `request_id`; append [`Effect::AppendOffsets`] records to the
 //!    partition and, for `Some(request_id)`, call `complete_append(request_id, error_code,
@@ -33,6 +35,7 @@
 
 pub mod codec;
 pub mod coordinator;
+pub mod dispatch;
 pub mod offsets;
 pub mod rebalance;
 pub mod state;
