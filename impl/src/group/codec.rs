@@ -448,4 +448,21 @@ mod tests {
         v.put_i32(i32::MAX);
         assert_eq!(decode_group_value(v.freeze()), Err(CodecError::Truncated));
     }
+
+    proptest::proptest! {
+        /// The log is input from disk and other brokers: any bytes decode to a record or
+        /// an error, never a panic or an allocation driven by a forged count.
+        #[test]
+        fn arbitrary_bytes_never_panic(key in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+                                       value in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
+            let _ = decode_record(Bytes::from(key), Bytes::from(value));
+        }
+
+        #[test]
+        fn offset_values_round_trip(offset in proptest::num::i64::ANY, epoch in proptest::num::i32::ANY,
+                                    metadata in proptest::option::of("[a-z]{0,20}"), ts in proptest::num::i64::ANY) {
+            let v = OffsetValue { offset, leader_epoch: epoch, metadata, commit_timestamp_ms: ts };
+            proptest::prop_assert_eq!(decode_offset_value(encode_offset_value(&v)).unwrap(), v);
+        }
+    }
 }
