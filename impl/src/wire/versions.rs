@@ -17,6 +17,10 @@
 //!   this table, and the client retries with v3 (KIP-511 behaviour).
 //! * AlterConfigs is not served (IncrementalAlterConfigs is); to serve it, add a row here
 //!   and its request layout to `schema::LAYOUTS`.
+//! * The classic group APIs (JoinGroup 0–7, SyncGroup 0–5, Heartbeat 0–4, LeaveGroup
+//!   0–4, OffsetCommit 2–8, OffsetFetch 1–8, DescribeGroups 0–5, ListGroups 0–4) are
+//!   served in full by `group::GroupCoordinator`, except static membership (KIP-345,
+//!   `group.instance.id` on JoinGroup v5+), which is answered UNSUPPORTED_VERSION.
 //! * AlterPartition, BrokerRegistration, BrokerHeartbeat are the inter-broker/controller
 //!   APIs the broker uses; AlterPartition starts at 2 (kafka-protocol has no 0–1).
 
