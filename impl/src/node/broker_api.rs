@@ -92,7 +92,7 @@ impl RequestHandler for BrokerApi {
             | RequestKind::CreatePartitions(_)
             | RequestKind::IncrementalAlterConfigs(_)
             | RequestKind::ElectLeaders(_) => s.forward_to_controller(v, request).await?,
-            other => match s.groups.handle(v, other).await? {
+            other => match s.groups.handle(s, &header, other).await? {
                 Some(resp) => resp,
                 None => anyhow::bail!("request not served by the broker listener"),
             },

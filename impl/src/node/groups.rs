@@ -1,17 +1,371 @@
-//! temporary
-use super::{view::ClusterView, NodeShared};
+//! The driver of the consumer-group coordinator ([`GroupCoordinator`]): FindCoordinator,
+//! the group APIs, and the coordinator's storage in the replicated `__consumer_offsets`
+//! topic.
+//!
+//! * Requests get a fresh request id; parked JoinGroup/SyncGroup/OffsetCommit answers come
+//!   back through the coordinator's effects and are routed to the waiting handler.
+//! * `AppendOffsets` effects become acks=all produces on this broker's replica of the
+//!   `__consumer_offsets` partition; the coordinator learns the outcome through
+//!   `complete_append` once the high watermark passes the records (so a committed offset
+//!   survives the coordinator's death).
+//! * When metadata makes this broker the leader of an offsets partition, the partition's log
+//!   is read up to the high watermark and loaded; when it stops leading, the partition is
+//!   unloaded and parked requests get NOT_COORDINATOR.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use tokio::sync::{mpsc, oneshot};
+
+use super::partitions::{ProduceWait, TopicPartition};
+use super::view::ClusterView;
+use super::{now_ms, NodeShared};
 use crate::config::NodeConfig;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
-use std::sync::Arc;
-pub struct GroupService;
-impl GroupService {
-    pub fn new(_c: &NodeConfig) -> Self {
-        GroupService
-    }
-    pub async fn handle(&self, _v: i16, _r: RequestKind) -> anyhow::Result<Option<ResponseKind>> {
-        Ok(None)
-    }
-    pub fn on_metadata(&self, _s: &NodeShared, _v: &ClusterView) {}
-    pub fn tick(&self, _s: &NodeShared, _now: u64) {}
+use crate::group::{partition_for, CoordinatorConfig, Effect, GroupCoordinator, Reply};
+use crate::replication::Acks;
+use crate::storage::BatchBuilder;
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const NOT_COORDINATOR: i16 = 16;
+const INVALID_REQUEST: i16 = 42;
+
+struct Append {
+    request_id: Option<u64>,
+    partition: i32,
+    records: Vec<(Bytes, Bytes)>,
 }
-pub async fn run(_s: Arc<NodeShared>) {}
+
+/// The coordinator, its parked requests and its pending appends.
+pub struct GroupService {
+    coordinator: Mutex<GroupCoordinator>,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<ResponseKind>>>,
+    next_request_id: AtomicU64,
+    appends_tx: mpsc::UnboundedSender<Append>,
+    appends_rx: Mutex<Option<mpsc::UnboundedReceiver<Append>>>,
+    /// Offsets partitions this broker coordinates, with the leader epoch it loaded them in.
+    loaded: Mutex<HashMap<i32, i32>>,
+    partitions: i32,
+    replication_factor: i16,
+}
+
+impl GroupService {
+    pub fn new(config: &NodeConfig) -> Self {
+        let (appends_tx, rx) = mpsc::unbounded_channel();
+        GroupService {
+            coordinator: Mutex::new(GroupCoordinator::new(CoordinatorConfig {
+                offsets_partitions: config.offsets_topic_num_partitions,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                ..CoordinatorConfig::default()
+            })),
+            waiters: Mutex::new(HashMap::new()),
+            next_request_id: AtomicU64::new(1),
+            appends_tx,
+            appends_rx: Mutex::new(Some(rx)),
+            loaded: Mutex::new(HashMap::new()),
+            partitions: config.offsets_topic_num_partitions,
+            replication_factor: config.offsets_topic_replication_factor,
+        }
+    }
+
+    /// Runs `f` on the coordinator, then routes its effects.
+    fn with_coordinator<T>(&self, f: impl FnOnce(&mut GroupCoordinator) -> T) -> T {
+        let mut c = self.coordinator.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut c);
+        while let Some(effect) = c.poll_effect() {
+            match effect {
+                Effect::Respond {
+                    request_id,
+                    response,
+                } => {
+                    let tx = self
+                        .waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&request_id);
+                    if let Some(tx) = tx {
+                        let _ = tx.send(response.into_response_kind());
+                    }
+                }
+                Effect::AppendOffsets {
+                    request_id,
+                    partition,
+                    records,
+                } => {
+                    let _ = self.appends_tx.send(Append {
+                        request_id,
+                        partition,
+                        records,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// FindCoordinator and the group APIs; `Ok(None)` for any other request.
+    pub async fn handle(
+        &self,
+        shared: &NodeShared,
+        header: &RequestHeader,
+        request: RequestKind,
+    ) -> anyhow::Result<Option<ResponseKind>> {
+        if let RequestKind::FindCoordinator(req) = request {
+            return Ok(Some(ResponseKind::FindCoordinator(
+                self.find_coordinator(shared, header.request_api_version, req)
+                    .await,
+            )));
+        }
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request_id, tx);
+        let now = now_ms();
+        let reply = self
+            .with_coordinator(|c| c.handle_request(request_id, header, "/127.0.0.1", request, now));
+        match reply {
+            Err(_) => {
+                self.forget(request_id);
+                Ok(None)
+            }
+            Ok(Reply::Now(resp)) => {
+                self.forget(request_id);
+                Ok(Some(resp))
+            }
+            Ok(Reply::Parked) => match tokio::time::timeout(Duration::from_secs(330), rx).await {
+                Ok(Ok(resp)) => Ok(Some(resp)),
+                _ => anyhow::bail!("group request {request_id} was never answered"),
+            },
+        }
+    }
+
+    fn forget(&self, request_id: u64) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request_id);
+    }
+
+    async fn find_coordinator(
+        &self,
+        shared: &NodeShared,
+        version: i16,
+        req: FindCoordinatorRequest,
+    ) -> FindCoordinatorResponse {
+        let keys: Vec<StrBytes> = if version >= 4 {
+            req.coordinator_keys.clone()
+        } else {
+            vec![req.key.clone()]
+        };
+        if shared.view().topic(OFFSETS_TOPIC).is_none() && req.key_type == 0 {
+            self.create_offsets_topic(shared).await;
+        }
+        let view = shared.view();
+        let mut coordinators = Vec::new();
+        for key in keys {
+            let mut c = Coordinator::default()
+                .with_key(key.clone())
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            if req.key_type != 0 {
+                c.error_code = INVALID_REQUEST;
+                c.error_message = Some(StrBytes::from_static_str(
+                    "only group coordinators exist (no transactions)",
+                ));
+            } else {
+                let p = partition_for(key.as_str(), self.partitions);
+                let leader = view.partition(OFFSETS_TOPIC, p).map(|p| p.leader);
+                match leader.and_then(|l| view.brokers.get(&l).filter(|b| !b.fenced)) {
+                    Some(b) => {
+                        c.node_id = BrokerId(b.id);
+                        c.host = StrBytes::from_string(b.host.clone());
+                        c.port = i32::from(b.port);
+                    }
+                    None => c.error_code = COORDINATOR_NOT_AVAILABLE,
+                }
+            }
+            coordinators.push(c);
+        }
+        let mut resp = FindCoordinatorResponse::default();
+        if version >= 4 {
+            resp.coordinators = coordinators;
+        } else if let Some(c) = coordinators.pop() {
+            resp.error_code = c.error_code;
+            if version >= 1 {
+                resp.error_message = c.error_message;
+            }
+            resp.node_id = c.node_id;
+            resp.host = c.host;
+            resp.port = c.port;
+        }
+        resp
+    }
+
+    /// Creates `__consumer_offsets` (offsets.topic.num.partitions partitions), replicated
+    /// offsets.topic.replication.factor times — fewer only when the cluster has fewer live
+    /// brokers, so a development cluster still gets a coordinator.
+    async fn create_offsets_topic(&self, shared: &NodeShared) {
+        let live = shared.view().live_brokers().count() as i16;
+        let rf = self.replication_factor.min(live.max(1));
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(OFFSETS_TOPIC)))
+                .with_num_partitions(self.partitions)
+                .with_replication_factor(rf)
+                .with_configs(vec![
+                    create_topics_request::CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                        .with_value(Some(StrBytes::from_string((rf.min(2)).max(1).to_string()))),
+                ])]);
+        if let Err(e) = shared
+            .forward_to_controller(5, RequestKind::CreateTopics(req))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+        }
+    }
+
+    /// Loads and unloads offsets partitions as this broker gains and loses their
+    /// leadership.
+    pub fn on_metadata(&self, shared: &NodeShared, view: &ClusterView) {
+        let me = shared.config.node_id;
+        let Some(topic) = view.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &topic.partitions {
+            let leads = p.leader == me;
+            match (leads, loaded.get(&p.partition).copied()) {
+                (true, Some(epoch)) if epoch == p.leader_epoch => {}
+                (true, _) => {
+                    let records = read_offsets_partition(shared, p.partition);
+                    let now = now_ms();
+                    let epoch = p.leader_epoch;
+                    self.with_coordinator(|c| {
+                        c.begin_loading(p.partition, epoch);
+                        c.load_partition(p.partition, epoch, records, now);
+                    });
+                    loaded.insert(p.partition, epoch);
+                }
+                (false, Some(_)) => {
+                    self.with_coordinator(|c| c.unload_partition(p.partition));
+                    loaded.remove(&p.partition);
+                }
+                (false, None) => {}
+            }
+        }
+    }
+
+    pub fn tick(&self, _shared: &NodeShared, now: u64) {
+        let due = self
+            .coordinator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_deadline()
+            .is_some_and(|d| d <= now);
+        if due {
+            self.with_coordinator(|c| c.tick(now));
+        }
+    }
+
+    fn complete_append(&self, request_id: Option<u64>, error_code: i16) {
+        if let Some(id) = request_id {
+            let now = now_ms();
+            self.with_coordinator(|c| c.complete_append(id, error_code, now));
+        }
+    }
+}
+
+/// Every (key, value) of an offsets partition up to its high watermark.
+fn read_offsets_partition(shared: &NodeShared, partition: i32) -> Vec<(Bytes, Bytes)> {
+    let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+    let Some(slot) = shared.replicas.get(&tp) else {
+        return Vec::new();
+    };
+    slot.with_replica(&shared.replicas, |r| {
+        let mut out = Vec::new();
+        let hw = r.high_watermark();
+        let mut offset = r.log().log_start_offset();
+        while offset < hw {
+            let Ok(bytes) = r.log().read(offset, 1 << 20) else {
+                break;
+            };
+            if bytes.is_empty() {
+                break;
+            }
+            let mut buf = bytes;
+            let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
+                break;
+            };
+            let before = offset;
+            for record in sets.into_iter().flat_map(|s| s.records) {
+                offset = record.offset + 1;
+                if record.offset >= hw {
+                    break;
+                }
+                if let Some(key) = record.key {
+                    out.push((key, record.value.unwrap_or_default()));
+                }
+            }
+            if offset == before {
+                break;
+            }
+        }
+        out
+    })
+}
+
+/// Writes the coordinator's records to `__consumer_offsets` with acks=all and reports
+/// each outcome back, one append at a time per partition in effect order.
+pub async fn run(shared: Arc<NodeShared>) {
+    let rx = shared
+        .groups
+        .appends_rx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let Some(mut rx) = rx else { return };
+    while let Some(append) = rx.recv().await {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, append.partition);
+        let code = match shared.replicas.get(&tp) {
+            None => NOT_COORDINATOR,
+            Some(slot) => {
+                let now = now_ms();
+                let mut builder = BatchBuilder::new(now as i64);
+                for (k, v) in &append.records {
+                    builder =
+                        builder.record(now as i64, Some(k), (!v.is_empty()).then_some(&v[..]));
+                }
+                match slot.produce(&shared.replicas, builder.build(), Acks::All, 5_000, now) {
+                    ProduceWait::Done(c) => c.error_code,
+                    ProduceWait::Parked(wait) => {
+                        // Answered by the replica itself at the latest at its timeout.
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            let code =
+                                match tokio::time::timeout(Duration::from_secs(10), wait).await {
+                                    Ok(Ok(c)) => c.error_code,
+                                    _ => crate::replication::error_codes::REQUEST_TIMED_OUT,
+                                };
+                            shared.groups.complete_append(append.request_id, code);
+                        });
+                        continue;
+                    }
+                }
+            }
+        };
+        shared.groups.complete_append(append.request_id, code);
+    }
+}
