@@ -95,6 +95,8 @@ pub struct NodeConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub replica_fetch_wait_max_ms: u64,
     pub replica_fetch_max_bytes: usize,
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 impl Default for NodeConfig {
@@ -136,6 +138,8 @@ impl Default for NodeConfig {
             group_initial_rebalance_delay_ms: 3_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1024 * 1024,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
         }
     }
 }
@@ -312,6 +316,12 @@ impl NodeConfig {
                 self.replica_fetch_wait_max_ms = parse_positive(key, value)?
             }
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse_positive(key, value)?,
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance_enable = parse_bool(key, value)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = parse_positive(key, value)?
+            }
             k if ACCEPTED_AND_IGNORED.contains(&k) => {}
             _ => {
                 return Err(ConfigError::Unknown {

@@ -721,6 +721,7 @@ async fn fetcher(shared: Arc<NodeShared>, leader: i32) {
 
 async fn timer_loop(shared: Arc<NodeShared>) {
     let mut last_checkpoint = 0u64;
+    let mut last_retention = now_ms();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = now_ms();
@@ -730,5 +731,34 @@ async fn timer_loop(shared: Arc<NodeShared>) {
         }
         shared.replicas.tick(now, checkpoint);
         shared.groups.tick(&shared, now);
+        if now.saturating_sub(last_retention) >= RETENTION_CHECK_INTERVAL_MS {
+            last_retention = now;
+            apply_retention(&shared, now);
+        }
+    }
+}
+
+/// Kafka's `log.retention.check.interval.ms` default.
+const RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
+
+/// Deletes whole segments past `retention.ms` / `retention.bytes` (the topic's or the
+/// cluster's), never above the high watermark.
+fn apply_retention(shared: &NodeShared, now: u64) {
+    let view = shared.view();
+    let limit = |topic: &str, key: &str| {
+        view.topic_config(topic, key)
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    for slot in shared.replicas.all() {
+        let ms = limit(&slot.tp.topic, "retention.ms");
+        let bytes = limit(&slot.tp.topic, "retention.bytes");
+        slot.with_replica(&shared.replicas, |r| {
+            match r.log_mut().apply_retention(now, ms, bytes) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tp = %slot.tp, segments = n, "retention deleted segments"),
+                Err(e) => tracing::warn!(tp = %slot.tp, error = %e, "retention failed"),
+            }
+        });
     }
 }

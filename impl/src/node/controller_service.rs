@@ -30,7 +30,7 @@ use crate::config::NodeConfig;
 use crate::controller::records::{Endpoint, LeaderRecoveryState, MetadataRecord};
 use crate::controller::{
     AlterPartitionRequest as CoreAlterPartition, ConfigChange, Controller, ControllerConfig,
-    ControllerError,
+    ControllerError, ElectionType,
 };
 use crate::storage::{FlushPolicy, LogConfig, PartitionLog};
 use crate::wire::versions::api_versions_response;
@@ -64,9 +64,13 @@ pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (controller listener): {e}"))?;
     let service = Arc::new(ControllerService::open(config)?);
     tracing::info!(node = config.node_id, %addr, "controller listening");
+    let rebalance_every = config
+        .auto_leader_rebalance_enable
+        .then_some(config.leader_imbalance_check_interval_seconds * 1000);
     let ticker = {
         let service = service.clone();
         tokio::spawn(async move {
+            let mut last_rebalance = now_ms();
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let now = now_ms();
@@ -76,6 +80,11 @@ pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
                         tracing::info!(?fenced, "broker sessions expired: fenced");
                     }
                 });
+                if rebalance_every.is_some_and(|every| now.saturating_sub(last_rebalance) >= every)
+                {
+                    last_rebalance = now;
+                    service.commit(elect_preferred_leaders);
+                }
             }
         })
     };
@@ -154,6 +163,31 @@ impl ControllerService {
             Ok(bytes) => Ok((bytes, end)),
             Err(e) => Err(e.kafka_error_code()),
         }
+    }
+}
+
+/// Kafka's automatic preferred-leader election (`auto.leader.rebalance.enable`): moves
+/// leadership back to each partition's first replica when it is a live ISR member (the
+/// model's `MoveLeader`).
+fn elect_preferred_leaders(c: &mut Controller) {
+    let image = c.image();
+    let wanted: Vec<(String, i32)> = image
+        .topics()
+        .flat_map(|t| {
+            t.partitions.iter().enumerate().filter_map(|(i, p)| {
+                let preferred = *p.replicas.first()?;
+                (p.leader != preferred && p.isr.contains(&preferred) && image.is_live(preferred))
+                    .then(|| (t.name.clone(), i as i32))
+            })
+        })
+        .collect();
+    if !wanted.is_empty() {
+        let moved = c
+            .elect_leaders(ElectionType::Preferred, &wanted)
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
+        tracing::info!(moved, "preferred leader election");
     }
 }
 
