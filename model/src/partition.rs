@@ -74,6 +74,12 @@ impl PartitionModel {
                 unclean_shutdown: BrokerSet::EMPTY,
                 truncated_diverged_tail: false,
             },
+            scope: Scope {
+                brokers: n,
+                max_crashes: self.config.max_crashes,
+                fenced_fetch: !self.config.is(Variant::UnfencedTruncation),
+                offline_epoch_unobservable: !self.config.is(Variant::HwTruncation),
+            },
         }
     }
 
