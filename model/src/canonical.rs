@@ -19,12 +19,46 @@ use crate::state::*;
 use crate::types::*;
 use std::hash::{Hash, Hasher};
 
+/// Drops the fetch responses that have become stale, as the step that made them stale.
+///
+/// A response whose leader or leader epoch is no longer the follower's, or whose records start
+/// elsewhere than the follower's log end offset, is dropped when handled (KIP-320), and stays
+/// stale: a follower's leader epoch only grows, every change of leader bumps it, and its log
+/// end offset only moves by handling this very response, by a crash (which discards it) or,
+/// under hw-truncation, by truncating (after which it stays elsewhere). So the state with it
+/// reaches the state without it by one HandleFetchResponse, and can do nothing more: the
+/// response's only other effect is to disable Fetch. No property reads in-flight responses.
+/// Dropping it at once makes every reachable state the more capable of the two, so merging
+/// them loses no behaviour. (Erasing it only in the symmetry representative would not do: the
+/// checker could keep the state with the response, whose one way to fetch again leads back
+/// into its own, already visited, class.) Off under the unfenced-truncation variant, which
+/// applies stale responses.
+pub fn drop_stale_fetch_responses(s: &mut PartitionState) {
+    if !s.scope.fenced_fetch {
+        return;
+    }
+    for r in s.brokers[..s.scope.brokers as usize].iter_mut() {
+        if let Some(resp) = r.inflight_fetch {
+            let stale = resp.leader != r.leader
+                || resp.leader_epoch != r.leader_epoch
+                || matches!(resp.result, FetchResult::Records { fetch_offset, .. }
+                    if fetch_offset != r.log.end_offset());
+            if stale {
+                r.inflight_fetch = None;
+            }
+        }
+    }
+}
+
 /// The leader of a follower whose metadata is dead, in a canonical form (never a broker id, so
 /// renaming leaves it alone; never a state the model itself reaches).
 pub const STALE_LEADER: BrokerId = NO_BROKER - 1;
 
 /// Erases what cannot influence any future step or property. Every erasure is a function of
 /// the state that commutes with renaming brokers, so it can precede the symmetry reduction.
+/// Each merges states that are bisimilar: whichever of them the checker keeps can take every
+/// step the others can, to equivalent states (a merely "reachable from" relation would not
+/// do; see [`drop_stale_fetch_responses`]).
 pub fn erase_unobservable(s: &mut PartitionState) {
     let n = s.scope.brokers as usize;
     let broker_epochs: [u8; MAX_BROKERS] = std::array::from_fn(|b| s.brokers[b].broker_epoch);
@@ -36,26 +70,6 @@ pub fn erase_unobservable(s: &mut PartitionState) {
     });
     let c = s.controller;
     for (me, r) in s.brokers[..n].iter_mut().enumerate() {
-        // Stale fetch responses. A response whose (leader, leader epoch) is no longer the one
-        // the follower follows, or whose records start elsewhere than the follower's log end
-        // offset, is dropped when handled (KIP-320), and stays stale: a follower's leader epoch
-        // only grows, every change of leader bumps it, and its log end offset only moves by
-        // handling this very response or by a crash, which discards it. So the only steps that
-        // read it are HandleFetchResponse, which leads to the state without it, and Fetch,
-        // which it disables until then: the state without it is reachable from the state
-        // with it and can do everything the latter can. No property reads in-flight responses.
-        // Only the unfenced-truncation variant applies stale responses; it keeps them.
-        if s.scope.fenced_fetch {
-            if let Some(resp) = r.inflight_fetch {
-                let stale = resp.leader != r.leader
-                    || resp.leader_epoch != r.leader_epoch
-                    || matches!(resp.result, FetchResult::Records { fetch_offset, .. }
-                        if fetch_offset != r.log.end_offset());
-                if stale {
-                    r.inflight_fetch = None;
-                }
-            }
-        }
         // Dead metadata. A live follower with no response in flight whose (leader, leader
         // epoch) is no longer the controller's, and whose leader no longer leads in that epoch,
         // can never fetch successfully again: the controller's epoch only grows and each epoch

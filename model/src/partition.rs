@@ -239,6 +239,9 @@ impl PartitionModel {
             Action::ElectLeader { broker, unclean } => self.elect_leader(&mut n, broker, unclean),
             Action::MoveLeader { to } => self.move_leader(&mut n, to),
         };
+        if applied {
+            crate::canonical::drop_stale_fetch_responses(&mut n);
+        }
         (applied && n != *s).then_some(n)
     }
 
