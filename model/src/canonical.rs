@@ -109,11 +109,12 @@ pub fn erase_unobservable(s: &mut PartitionState) {
         // the follower's current one. They only grow, so a copy that is stale stays stale.
         // What matters is therefore only whether each copy is current: keep that bit and set
         // every broker's own epoch to 0.
-        for f in 0..n {
-            r.follower_broker_epoch[f] = if r.follower_end_offset[f] == UNKNOWN_OFFSET {
+        let ends = r.follower_end_offset;
+        for (f, seen) in r.follower_broker_epoch[..n].iter_mut().enumerate() {
+            *seen = if ends[f] == UNKNOWN_OFFSET {
                 0
             } else {
-                u8::from(r.follower_broker_epoch[f] != broker_epochs[f])
+                u8::from(*seen != broker_epochs[f])
             };
         }
         r.pending_added_broker_epoch = match r.pending_isr {
