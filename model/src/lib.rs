@@ -9,6 +9,7 @@
 //! named as here.
 
 pub mod action;
+pub mod canonical;
 pub mod check;
 pub mod config;
 pub mod partition;

@@ -74,6 +74,12 @@ impl PartitionModel {
                 unclean_shutdown: BrokerSet::EMPTY,
                 truncated_diverged_tail: false,
             },
+            scope: Scope {
+                brokers: n,
+                max_crashes: self.config.max_crashes,
+                fenced_fetch: !self.config.is(Variant::UnfencedTruncation),
+                offline_epoch_unobservable: !self.config.is(Variant::HwTruncation),
+            },
         }
     }
 
@@ -233,6 +239,9 @@ impl PartitionModel {
             Action::ElectLeader { broker, unclean } => self.elect_leader(&mut n, broker, unclean),
             Action::MoveLeader { to } => self.move_leader(&mut n, to),
         };
+        if applied {
+            crate::canonical::drop_stale_fetch_responses(&mut n);
+        }
         (applied && n != *s).then_some(n)
     }
 

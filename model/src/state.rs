@@ -187,12 +187,30 @@ pub struct Ghost {
     pub truncated_diverged_tail: bool,
 }
 
+/// The bounds a state's canonical form depends on. The checker's symmetry reduction takes a
+/// plain function of the state (no closure over the model), so these constants of a run are
+/// carried in every state; they never change along a run and no step or property reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    /// Brokers in the model: only ids below this are permuted and hashed.
+    pub brokers: u8,
+    /// The crash bound: once reached, the flushed prefixes are never read again.
+    pub max_crashes: u8,
+    /// Whether stale fetch responses are dropped (every configuration but the
+    /// unfenced-truncation variant), so that they can be erased.
+    pub fenced_fetch: bool,
+    /// Whether the leader epoch of a broker that follows no leader is unobservable (every
+    /// configuration but the hw-truncation variant, where BecomeFollower truncates).
+    pub offline_epoch_unobservable: bool,
+}
+
 /// A state of the partition model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PartitionState {
     pub brokers: [Replica; MAX_BROKERS],
     pub controller: Controller,
     pub ghost: Ghost,
+    pub scope: Scope,
 }
 
 impl PartitionState {

@@ -1,0 +1,283 @@
+//! State-space reduction: the canonical form of a state, and a compact hash.
+//!
+//! The depth-first engine keeps one fingerprint per equivalence class of states: two states
+//! are merged when their canonical forms are equal. The canonical form first *erases*
+//! information that no future step and no property can observe ([`erase_unobservable`]), then
+//! picks one representative among the states that differ only by a renaming of brokers
+//! (`symmetry.rs`). Each erasure below states why it is sound: for two states with the same
+//! canonical form, every state reachable from one has a reachable counterpart from the other
+//! with the same canonical form, and every property gives the same verdict on both. The
+//! explored state itself is never rewritten (the checker continues from the original state),
+//! so traces and counterexamples show the model's real states.
+//!
+//! The hash writes the state as one packed byte string instead of field by field: the checker
+//! hashes every state it generates (twice under symmetry reduction), and a single `write` of a
+//! few hundred bytes is several times cheaper than hundreds of one-byte writes.
+
+use crate::partition::UNKNOWN_OFFSET;
+use crate::state::*;
+use crate::types::*;
+use std::hash::{Hash, Hasher};
+
+/// Drops the fetch responses that have become stale, as the step that made them stale.
+///
+/// A response whose leader or leader epoch is no longer the follower's, or whose records start
+/// elsewhere than the follower's log end offset, is dropped when handled (KIP-320), and stays
+/// stale: a follower's leader epoch only grows, every change of leader bumps it, and its log
+/// end offset only moves by handling this very response, by a crash (which discards it) or,
+/// under hw-truncation, by truncating (after which it stays elsewhere). So the state with it
+/// reaches the state without it by one HandleFetchResponse, and can do nothing more: the
+/// response's only other effect is to disable Fetch. No property reads in-flight responses.
+/// Dropping it at once makes every reachable state the more capable of the two, so merging
+/// them loses no behaviour. (Erasing it only in the symmetry representative would not do: the
+/// checker could keep the state with the response, whose one way to fetch again leads back
+/// into its own, already visited, class.) Off under the unfenced-truncation variant, which
+/// applies stale responses.
+pub fn drop_stale_fetch_responses(s: &mut PartitionState) {
+    if !s.scope.fenced_fetch {
+        return;
+    }
+    for r in s.brokers[..s.scope.brokers as usize].iter_mut() {
+        if let Some(resp) = r.inflight_fetch {
+            let stale = resp.leader != r.leader
+                || resp.leader_epoch != r.leader_epoch
+                || matches!(resp.result, FetchResult::Records { fetch_offset, .. }
+                    if fetch_offset != r.log.end_offset());
+            if stale {
+                r.inflight_fetch = None;
+            }
+        }
+    }
+}
+
+/// The leader of a follower whose metadata is dead, in a canonical form (never a broker id, so
+/// renaming leaves it alone; never a state the model itself reaches).
+pub const STALE_LEADER: BrokerId = NO_BROKER - 1;
+
+/// Erases what cannot influence any future step or property. Every erasure is a function of
+/// the state that commutes with renaming brokers, so it can precede the symmetry reduction.
+/// Each merges states that are bisimilar: whichever of them the checker keeps can take every
+/// step the others can, to equivalent states (a merely "reachable from" relation would not
+/// do; see [`drop_stale_fetch_responses`]).
+pub fn erase_unobservable(s: &mut PartitionState) {
+    let n = s.scope.brokers as usize;
+    let broker_epochs: [u8; MAX_BROKERS] = std::array::from_fn(|b| s.brokers[b].broker_epoch);
+    let crashes_exhausted = s.ghost.crashes >= s.scope.max_crashes;
+    // The leader epoch each broker leads in, in its own view, if it is alive and leads.
+    let leads: [Option<Epoch>; MAX_BROKERS] = std::array::from_fn(|b| {
+        let r = &s.brokers[b];
+        r.is_leader(b as BrokerId).then_some(r.leader_epoch)
+    });
+    let c = s.controller;
+    for (me, r) in s.brokers[..n].iter_mut().enumerate() {
+        // Dead metadata. A live follower with no response in flight whose (leader, leader
+        // epoch) is no longer the controller's, and whose leader no longer leads in that epoch,
+        // can never fetch successfully again: the controller's epoch only grows and each epoch
+        // has one leader, so the old leader can only lead again in a newer epoch, and a fetch
+        // carrying the old epoch is fenced (KIP-320). Until it learns newer metadata
+        // (BecomeFollower, whose effect does not depend on the old pair), crashes (which
+        // forgets it), or is told it leads (BecomeLeader, which reads the leader only to see
+        // whether it is itself), no step reads the old pair, and no property does but
+        // LeaderEpochsMonotonic's clause that holds in every reachable state (see below). So
+        // followers stuck on different old pairs behave alike: the pair is replaced by a marker.
+        // Off under the unfenced-truncation variant, whose fetches are not fenced by epoch.
+        if s.scope.fenced_fetch
+            && r.alive
+            && r.inflight_fetch.is_none()
+            && (r.leader as usize) < MAX_BROKERS
+            && r.leader as usize != me
+            && (r.leader, r.leader_epoch) != (c.leader, c.leader_epoch)
+            && leads[r.leader as usize] != Some(r.leader_epoch)
+        {
+            r.leader = STALE_LEADER;
+            r.leader_epoch = 0;
+        }
+        // The leader epoch of a broker that follows no leader (offline partition, crashed, or
+        // restarted and not yet told). No step reads it: Fetch and HandleFetchResponse need a
+        // leader, BecomeLeader overwrites it, AlterPartition needs a pending proposal (cleared
+        // with the leader). BecomeFollower either overwrites it or, when it already equals
+        // the controller's, is a no-op: the two states differ by that one step, whose only
+        // effect is to set it. LeaderEpochsMonotonic reads it, but every broker's leader epoch
+        // is copied from the controller's, which only grows, so that clause holds in every
+        // reachable state. Under hw-truncation BecomeFollower also truncates, so the no-op is
+        // observable: the erasure is off there.
+        if r.leader == NO_BROKER && s.scope.offline_epoch_unobservable {
+            r.leader_epoch = 0;
+        }
+        // Broker epochs (KIP-903) are only ever compared for equality: the broker epoch a
+        // leader saw a follower fetch with (and the one it put in its AlterPartition) against
+        // the follower's current one. They only grow, so a copy that is stale stays stale.
+        // What matters is therefore only whether each copy is current: keep that bit and set
+        // every broker's own epoch to 0.
+        let ends = r.follower_end_offset;
+        for (f, seen) in r.follower_broker_epoch[..n].iter_mut().enumerate() {
+            *seen = if ends[f] == UNKNOWN_OFFSET {
+                0
+            } else {
+                u8::from(*seen != broker_epochs[f])
+            };
+        }
+        r.pending_added_broker_epoch = match r.pending_isr {
+            // An expansion adds exactly one replica (ProposeIsrExpand); AlterPartition reads
+            // the epoch only when the leader's ISR is the controller's.
+            Some(p) => match BrokerSet(p.0 & !r.isr.0).iter().next() {
+                Some(m) => u8::from(r.pending_added_broker_epoch != broker_epochs[m as usize]),
+                None => 0,
+            },
+            None => 0,
+        };
+        r.broker_epoch = 0;
+        // The flushed prefix is read only by Crash (what an unclean shutdown keeps). Once the
+        // crash bound is reached no broker can crash again (a live broker's fencing counts
+        // with crashes too), and no property reads it.
+        if crashes_exhausted {
+            r.flushed = 0;
+        }
+    }
+}
+
+/// The largest packed encoding: every broker, the controller and the ghost variables.
+const ENCODED_MAX: usize = MAX_BROKERS * REPLICA_BYTES + 8 + GHOST_BYTES;
+const REPLICA_BYTES: usize = 1 + LOG_BYTES + 2 + CACHE_BYTES + 5 + 2 + 2 * MAX_BROKERS + 1 + 15 + 1;
+const LOG_BYTES: usize = 1 + 2 * MAX_RECORDS;
+const CACHE_BYTES: usize = 1 + 2 * MAX_CACHE;
+const GHOST_BYTES: usize = 5 * MAX_RECORDS + 4 * MAX_RECORDS + 4;
+
+/// A fixed-capacity byte buffer the encoding is written to.
+struct Packed {
+    buf: [u8; ENCODED_MAX],
+    len: usize,
+}
+
+impl Packed {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+    fn log(&mut self, log: &Log) {
+        let mut b = [0u8; LOG_BYTES];
+        b[0] = log.end_offset();
+        for (i, e) in log.entries().iter().enumerate() {
+            b[1 + 2 * i] = e.record;
+            b[2 + 2 * i] = e.epoch;
+        }
+        self.put(&b);
+    }
+    fn cache(&mut self, cache: &EpochCache) {
+        let mut b = [0u8; CACHE_BYTES];
+        b[0] = cache.entries().len() as u8;
+        for (i, (e, o)) in cache.entries().iter().enumerate() {
+            b[1 + 2 * i] = *e;
+            b[2 + 2 * i] = *o;
+        }
+        self.put(&b);
+    }
+    fn replica(&mut self, r: &Replica) {
+        self.put(&[u8::from(r.alive)]);
+        self.log(&r.log);
+        self.put(&[r.flushed, r.high_watermark]);
+        self.cache(&r.epoch_cache);
+        self.put(&[
+            r.leader_epoch,
+            r.leader,
+            r.partition_epoch,
+            r.isr.0,
+            // A set is below 2^MAX_BROKERS, so 0xFF cannot be a proposal.
+            r.pending_isr.map_or(0xFF, |p| p.0),
+        ]);
+        self.put(&[r.pending_added_broker_epoch, r.broker_epoch]);
+        self.put(&r.follower_end_offset);
+        self.put(&r.follower_broker_epoch);
+        self.put(&[u8::from(r.epoch_validated)]);
+        let mut f = [0u8; 15];
+        if let Some(resp) = r.inflight_fetch {
+            f[1] = resp.leader;
+            f[2] = resp.leader_epoch;
+            f[3] = resp.high_watermark;
+            match resp.result {
+                FetchResult::Records {
+                    fetch_offset,
+                    records,
+                } => {
+                    f[0] = 1;
+                    f[4] = fetch_offset;
+                    f[5] = records.end_offset();
+                    for (i, e) in records.entries().iter().enumerate() {
+                        f[6 + 2 * i] = e.record;
+                        f[7 + 2 * i] = e.epoch;
+                    }
+                }
+                FetchResult::Diverging { end } => {
+                    f[0] = 2;
+                    if let Some((e, o)) = end {
+                        f[4] = 1;
+                        f[5] = e;
+                        f[6] = o;
+                    }
+                }
+            }
+        }
+        self.put(&f);
+        // Keeps the encoding of consecutive replicas aligned on a boundary byte.
+        self.put(&[0xA5]);
+    }
+    fn controller(&mut self, c: &Controller) {
+        self.put(&[
+            c.leader,
+            c.leader_epoch,
+            c.partition_epoch,
+            c.isr.0,
+            c.elr.0,
+            c.fenced.0,
+        ]);
+    }
+    fn ghost(&mut self, g: &Ghost) {
+        for st in &g.records {
+            self.put(&match *st {
+                RecordStatus::NotSent => [0, 0, 0, 0, 0],
+                RecordStatus::Pending {
+                    leader,
+                    epoch,
+                    offset,
+                    acks_all,
+                } => [1, leader, epoch, offset, u8::from(acks_all)],
+                RecordStatus::Acked {
+                    offset,
+                    epoch,
+                    acks_all,
+                } => [2, 0, epoch, offset, u8::from(acks_all)],
+                RecordStatus::Failed => [3, 0, 0, 0, 0],
+            });
+        }
+        for c in &g.committed {
+            self.put(&match *c {
+                None => [0, 0, 0, 0],
+                Some((e, first)) => [1, e.record, e.epoch, first],
+            });
+        }
+        self.put(&[
+            u8::from(g.committed_conflict),
+            g.crashes,
+            g.unclean_shutdown.0,
+            u8::from(g.truncated_diverged_tail),
+        ]);
+    }
+}
+
+impl Hash for PartitionState {
+    /// One write of the packed state. Brokers at or above `scope.brokers` never change along a
+    /// run, so they are left out; the encoding of the rest is injective, so states that are
+    /// not equal differ in the bytes hashed.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut p = Packed {
+            buf: [0; ENCODED_MAX],
+            len: 0,
+        };
+        for r in &self.brokers[..self.scope.brokers as usize] {
+            p.replica(r);
+        }
+        p.controller(&self.controller);
+        p.ghost(&self.ghost);
+        state.write(&p.buf[..p.len]);
+    }
+}
