@@ -24,6 +24,10 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
     Explore(cmd::check::ExploreArgs),
+    /// Generate model traces for the conformance suite.
+    Traces(cmd::traces::TracesArgs),
+    /// Replay model traces against the broker's replication core and storage.
+    Conformance(cmd::conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +42,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Explore(args) => cmd::check::explore(args),
+        Command::Traces(args) => cmd::traces::run(args),
+        Command::Conformance(args) => cmd::conformance::run(args),
     }
 }
