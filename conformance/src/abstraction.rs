@@ -9,9 +9,12 @@
 //!    [`record_batch`]); the log is read back from storage and decoded to
 //!    `(record id, batch leader epoch)` pairs.
 //! 2. **Epoch start of a leader.** The model's leader adds `(leader epoch, log end offset)` to
-//!    its epoch cache on BecomeLeader; the broker's log learns the epoch at its first append
-//!    and keeps the start in `LeaderState::epoch_start_offset` meanwhile. For a leader whose
-//!    log does not know its epoch yet, the view appends `(leader epoch, epoch_start_offset)`.
+//!    its epoch cache on BecomeLeader. The broker used to learn the epoch only at its first
+//!    append (keeping the start in `LeaderState::epoch_start_offset`); replaying traces showed
+//!    that this is not only a difference of representation: a leader that lost leadership
+//!    before appending then fetched with an older last fetched epoch. The broker now assigns
+//!    the epoch on becoming leader, as Kafka's `makeLeader` does, so no bridge is needed and
+//!    the epoch cache is compared as stored.
 //! 3. **Leader epoch after a restart.** The model keeps the leader epoch a broker last learned
 //!    across a crash (shown while it is down and until it learns metadata again); a restarted
 //!    broker's replica knows none (-1). The view shows the epoch its previous incarnation last
@@ -20,7 +23,17 @@
 //!    replay recovers the log (`PartitionLog::open`) right after the crash and keeps it until
 //!    Restart; nothing touches the directory in between, so recovering then or at restart is
 //!    the same.
-//! 5. **Ids and epochs** are 0-based in both; broker-side `i32`/`i64` become the model's `u8`.
+//! 5. **Empty epochs.** The model's epoch cache keeps an epoch in which nothing was written
+//!    when a later epoch starts at the same offset (`[(0, 0), (2, 0)]`); Kafka's
+//!    `LeaderEpochFileCache.assign`, and storage, drop the earlier entry (`[(2, 0)]`). The
+//!    comparison drops such entries from the model's cache ([`without_empty_epochs`]).
+//! 6. **Flushed offset.** The model's flushed offset is what it guarantees durable: with
+//!    `flush never`, nothing until a clean shutdown, and a truncation only lowers it. Storage
+//!    fsyncs a truncation's cut, which makes the whole remaining log durable, so its flushed
+//!    offset can be higher. The comparison requires the broker's to be at least the
+//!    model's. (An unclean crash after such a truncation then keeps more than the model's
+//!    `kept`: the log comparison reports it.)
+//! 7. **Ids and epochs** are 0-based in both; broker-side `i32`/`i64` become the model's `u8`.
 
 use bytes::BytesMut;
 use osprey_broker::replication::{Replica, Role as BrokerRole};
@@ -116,7 +129,7 @@ pub fn broker_view(id: u8, slot: &BrokerSlot) -> Result<BrokerView, String> {
         BrokerNode::Down(log) => log,
     };
     let entries = read_entries(log)?;
-    let mut epoch_cache: Vec<(u8, u8)> = log
+    let epoch_cache: Vec<(u8, u8)> = log
         .epoch_cache()
         .entries()
         .iter()
@@ -146,11 +159,6 @@ pub fn broker_view(id: u8, slot: &BrokerSlot) -> Result<BrokerView, String> {
             BrokerRole::None => Role::None,
             BrokerRole::Follower { .. } => Role::Follower,
             BrokerRole::Leader(l) => {
-                // Bridge 2: the epoch the model's leader assigned on BecomeLeader.
-                let epoch = r.leader_epoch();
-                if log.latest_epoch().is_none_or(|e| e < epoch) {
-                    epoch_cache.push((epoch as u8, l.epoch_start_offset as u8));
-                }
                 view.isr = sorted(l.isr.iter().copied());
                 view.pending_isr = l.pending_isr.as_ref().map(|p| sorted(p.isr.iter().copied()));
                 view.partition_epoch = l.partition_epoch as u8;
@@ -204,8 +212,19 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
         field(format!("{p} log"), fmt(&m.log), fmt(&b.log));
         field(format!("{p} log_end_offset"), fmt(&m.log_end_offset), fmt(&b.log_end_offset));
         field(format!("{p} high_watermark"), fmt(&m.high_watermark), fmt(&b.high_watermark));
-        field(format!("{p} flushed_offset"), fmt(&m.flushed_offset), fmt(&b.flushed_offset));
-        field(format!("{p} epoch_cache"), fmt(&m.epoch_cache), fmt(&b.epoch_cache));
+        // Bridge 6: the broker may have made more durable than the model requires.
+        if b.flushed_offset < m.flushed_offset {
+            field(
+                format!("{p} flushed_offset (at least)"),
+                fmt(&m.flushed_offset),
+                fmt(&b.flushed_offset),
+            );
+        }
+        field(
+            format!("{p} epoch_cache"),
+            fmt(&without_empty_epochs(&m.epoch_cache)),
+            fmt(&b.epoch_cache),
+        );
         field(format!("{p} isr"), fmt(&m.isr), fmt(&b.isr));
         field(format!("{p} pending_isr"), fmt(&m.pending_isr), fmt(&b.pending_isr));
         field(format!("{p} partition_epoch"), fmt(&m.partition_epoch), fmt(&b.partition_epoch));
@@ -228,6 +247,17 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
         field(format!("record {}", i + 1), fmt(m), fmt(b));
     }
     out
+}
+
+/// An epoch cache without the entries followed by one with the same start offset (epochs
+/// in which nothing was written before the next began: bridge 5).
+pub fn without_empty_epochs(cache: &[(u8, u8)]) -> Vec<(u8, u8)> {
+    cache
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, start))| cache.get(i + 1).is_none_or(|(_, next)| next != start))
+        .map(|(_, e)| *e)
+        .collect()
 }
 
 fn fmt(v: &impl std::fmt::Debug) -> String {

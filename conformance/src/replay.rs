@@ -14,7 +14,13 @@
 //!   only once it lagged that long.
 //! * **Useless fetch responses.** The model does not put in flight a response that carries
 //!   no records and no new high watermark (the fetcher would just fetch again); neither
-//!   does the replay.
+//!   does the replay. One case differs: for a last fetched epoch older than every epoch the
+//!   leader knows, storage answers Kafka's `(requested epoch, first start offset)` where the
+//!   model answers "unknown" (a diverging epoch that truncates to 0). When the follower has
+//!   nothing below that start, the broker's answer is an empty, useless response and the
+//!   model's a truncation to 0 that removes nothing; the replay then takes the model's
+//!   HandleFetchResponse as a no-op, and the comparison checks that the model's changed
+//!   nothing either.
 //! * **The high watermark checkpoint.** The model's high watermark survives every crash
 //!   (clamped to the log that survives). The broker recovers it from its checkpoint, so the
 //!   replay checkpoints it after every step in which it changed (Kafka checkpoints it
@@ -114,7 +120,8 @@ impl Cluster {
         config: ModelConfig,
         controller: Box<dyn ControllerDriver>,
     ) -> Result<Cluster, String> {
-        let tmp = tempfile::tempdir().map_err(|e| format!("creating a temporary dir: {e}"))?;
+        let tmp = tempfile::tempdir_in(scratch_dir())
+            .map_err(|e| format!("creating a temporary dir: {e}"))?;
         let n = config.brokers as usize;
         let mut c = Cluster {
             config,
@@ -211,12 +218,14 @@ impl Cluster {
             Action::Produce { leader, acks_all } => self.produce(leader, acks_all)?,
             Action::Fetch { follower } => self.fetch(follower)?,
             Action::HandleFetchResponse { follower } => {
-                let resp = self.inflight_fetch[follower as usize]
-                    .take()
-                    .ok_or_else(|| format!("broker {follower} has no fetch response in flight"))?;
-                self.up(follower)?
-                    .handle_fetch_response(&resp)
-                    .map_err(|e| format!("handling the fetch response: {e}"))?;
+                // No response in flight: the broker's leader answered the fetch with nothing
+                // to do where the model sent a response (see `Cluster::fetch`); the model's
+                // response must then change nothing either, which the comparison checks.
+                if let Some(resp) = self.inflight_fetch[follower as usize].take() {
+                    self.up(follower)?
+                        .handle_fetch_response(&resp)
+                        .map_err(|e| format!("handling the fetch response: {e}"))?;
+                }
             }
             Action::ProposeIsrShrink { leader, follower } => {
                 // The model abstracts replica.lag.time.max.ms away; the broker needs it to pass.
@@ -471,6 +480,18 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+}
+
+/// Where replays keep their logs: a RAM-backed directory when the machine has one (the
+/// logs are scratch, and crashes are simulated by storage's crash hook, not by the disk, so
+/// real fsyncs only cost time), else the system's temporary directory.
+pub fn scratch_dir() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() && tempfile::tempdir_in(shm).is_ok() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
     }
 }
 
