@@ -60,7 +60,9 @@ pub struct BrokerSlot {
 /// The batch the replay produces for model record `record`: one record whose value is the
 /// record id.
 pub fn record_batch(record: u8) -> BytesMut {
-    BatchBuilder::new(0).record(0, None, Some(&[record])).build()
+    BatchBuilder::new(0)
+        .record(0, None, Some(&[record]))
+        .build()
 }
 
 /// Reads a whole log back as `(record id, leader epoch)` pairs, offset = position.
@@ -101,7 +103,9 @@ fn record_value(buf: &mut &[u8]) -> Result<u8, String> {
     }
     let value_len = varint(&mut rec)?;
     if value_len != 1 || rec.is_empty() {
-        return Err(format!("record value of length {value_len}: not a model record"));
+        return Err(format!(
+            "record value of length {value_len}: not a model record"
+        ));
     }
     Ok(rec[0])
 }
@@ -160,7 +164,10 @@ pub fn broker_view(id: u8, slot: &BrokerSlot) -> Result<BrokerView, String> {
             BrokerRole::Follower { .. } => Role::Follower,
             BrokerRole::Leader(l) => {
                 view.isr = sorted(l.isr.iter().copied());
-                view.pending_isr = l.pending_isr.as_ref().map(|p| sorted(p.isr.iter().copied()));
+                view.pending_isr = l
+                    .pending_isr
+                    .as_ref()
+                    .map(|p| sorted(p.isr.iter().copied()));
                 view.partition_epoch = l.partition_epoch as u8;
                 Role::Leader
             }
@@ -208,10 +215,22 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
         let p = format!("broker {}", m.id);
         field(format!("{p} role"), fmt(&m.role), fmt(&b.role));
         field(format!("{p} leader"), fmt(&m.leader), fmt(&b.leader));
-        field(format!("{p} leader_epoch"), fmt(&m.leader_epoch), fmt(&b.leader_epoch));
+        field(
+            format!("{p} leader_epoch"),
+            fmt(&m.leader_epoch),
+            fmt(&b.leader_epoch),
+        );
         field(format!("{p} log"), fmt(&m.log), fmt(&b.log));
-        field(format!("{p} log_end_offset"), fmt(&m.log_end_offset), fmt(&b.log_end_offset));
-        field(format!("{p} high_watermark"), fmt(&m.high_watermark), fmt(&b.high_watermark));
+        field(
+            format!("{p} log_end_offset"),
+            fmt(&m.log_end_offset),
+            fmt(&b.log_end_offset),
+        );
+        field(
+            format!("{p} high_watermark"),
+            fmt(&m.high_watermark),
+            fmt(&b.high_watermark),
+        );
         // Bridge 6: the broker may have made more durable than the model requires.
         if b.flushed_offset < m.flushed_offset {
             field(
@@ -226,8 +245,16 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
             fmt(&b.epoch_cache),
         );
         field(format!("{p} isr"), fmt(&m.isr), fmt(&b.isr));
-        field(format!("{p} pending_isr"), fmt(&m.pending_isr), fmt(&b.pending_isr));
-        field(format!("{p} partition_epoch"), fmt(&m.partition_epoch), fmt(&b.partition_epoch));
+        field(
+            format!("{p} pending_isr"),
+            fmt(&m.pending_isr),
+            fmt(&b.pending_isr),
+        );
+        field(
+            format!("{p} partition_epoch"),
+            fmt(&m.partition_epoch),
+            fmt(&b.partition_epoch),
+        );
     }
     if model.brokers.len() != broker.brokers.len() {
         field(
@@ -238,8 +265,16 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
     }
     let (mc, bc) = (&model.controller, &broker.controller);
     field("controller leader".into(), fmt(&mc.leader), fmt(&bc.leader));
-    field("controller leader_epoch".into(), fmt(&mc.leader_epoch), fmt(&bc.leader_epoch));
-    field("controller partition_epoch".into(), fmt(&mc.partition_epoch), fmt(&bc.partition_epoch));
+    field(
+        "controller leader_epoch".into(),
+        fmt(&mc.leader_epoch),
+        fmt(&bc.leader_epoch),
+    );
+    field(
+        "controller partition_epoch".into(),
+        fmt(&mc.partition_epoch),
+        fmt(&bc.partition_epoch),
+    );
     field("controller isr".into(), fmt(&mc.isr), fmt(&bc.isr));
     field("controller elr".into(), fmt(&mc.elr), fmt(&bc.elr));
     field("controller fenced".into(), fmt(&mc.fenced), fmt(&bc.fenced));
@@ -270,7 +305,12 @@ mod tests {
 
     #[test]
     fn varints_decode_zigzag() {
-        for (bytes, v) in [(&[0u8][..], 0i64), (&[1], -1), (&[2], 1), (&[0x96, 0x01], 75)] {
+        for (bytes, v) in [
+            (&[0u8][..], 0i64),
+            (&[1], -1),
+            (&[2], 1),
+            (&[0x96, 0x01], 75),
+        ] {
             let mut b = bytes;
             assert_eq!(varint(&mut b).unwrap(), v);
             assert!(b.is_empty());

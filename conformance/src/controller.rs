@@ -220,9 +220,7 @@ impl ControllerDriver for ModelRulesController {
             || !self.isr.contains(&to)
             || self.fenced.contains(&to)
         {
-            return Err(Refused(format!(
-                "cannot move leadership to broker {to}"
-            )));
+            return Err(Refused(format!("cannot move leadership to broker {to}")));
         }
         self.leader = to;
         self.leader_epoch += 1;
@@ -238,7 +236,11 @@ impl ControllerDriver for ModelRulesController {
             return AlterPartitionResponse::Error(INVALID_UPDATE_VERSION);
         }
         let proposed: BTreeSet<BrokerId> = p.new_isr.iter().map(|m| m.broker_id).collect();
-        for m in p.new_isr.iter().filter(|m| !self.isr.contains(&m.broker_id)) {
+        for m in p
+            .new_isr
+            .iter()
+            .filter(|m| !self.isr.contains(&m.broker_id))
+        {
             // KIP-841: never add a fenced replica; KIP-903: nor one whose broker epoch is
             // not its current registration.
             if self.fenced.contains(&m.broker_id)
@@ -314,7 +316,10 @@ mod tests {
         };
         assert!(matches!(
             c.alter_partition(&shrink),
-            AlterPartitionResponse::Committed { partition_epoch: 1, .. }
+            AlterPartitionResponse::Committed {
+                partition_epoch: 1,
+                ..
+            }
         ));
         assert_eq!(
             c.alter_partition(&shrink),
@@ -336,7 +341,10 @@ mod tests {
         };
         assert!(matches!(
             c.alter_partition(&fresh),
-            AlterPartitionResponse::Committed { partition_epoch: 2, .. }
+            AlterPartitionResponse::Committed {
+                partition_epoch: 2,
+                ..
+            }
         ));
     }
 

@@ -159,7 +159,11 @@ pub fn covering_set(state_limit: usize) -> (Vec<(String, Trace)>, Vec<String>) {
     let mut missing: Vec<String> = Action::KINDS
         .iter()
         .map(|k| format!("step:{k}"))
-        .chain(sometimes_properties().iter().map(|p| format!("witness:{}", p.name)))
+        .chain(
+            sometimes_properties()
+                .iter()
+                .map(|p| format!("witness:{}", p.name)),
+        )
         .collect();
     let mut found = Vec::new();
     for config in covering_configs() {

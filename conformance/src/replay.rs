@@ -75,8 +75,16 @@ impl fmt::Display for Mismatch {
             writeln!(f, "  {d}")?;
         }
         if let (Some(m), Some(b)) = (&self.model, &self.broker) {
-            writeln!(f, "  model:  {}", serde_json::to_string(m).unwrap_or_default())?;
-            writeln!(f, "  broker: {}", serde_json::to_string(b).unwrap_or_default())?;
+            writeln!(
+                f,
+                "  model:  {}",
+                serde_json::to_string(m).unwrap_or_default()
+            )?;
+            writeln!(
+                f,
+                "  broker: {}",
+                serde_json::to_string(b).unwrap_or_default()
+            )?;
         }
         Ok(())
     }
@@ -107,11 +115,8 @@ impl Cluster {
     /// [`ModelRulesController`].
     pub fn new(config: ModelConfig) -> Result<Cluster, String> {
         let replicas: Vec<BrokerId> = (0..i32::from(config.brokers)).collect();
-        let controller = ModelRulesController::new(
-            replicas,
-            config.min_isr as usize,
-            config.unclean_election(),
-        );
+        let controller =
+            ModelRulesController::new(replicas, config.min_isr as usize, config.unclean_election());
         Cluster::with_controller(config, Box::new(controller))
     }
 
@@ -234,7 +239,9 @@ impl Cluster {
                 let p = self
                     .up(leader)?
                     .propose_isr_shrink(i32::from(follower), now)
-                    .ok_or_else(|| format!("broker {leader} does not propose dropping {follower}"))?;
+                    .ok_or_else(|| {
+                        format!("broker {leader} does not propose dropping {follower}")
+                    })?;
                 self.inflight_alter[leader as usize] = Some(p);
             }
             Action::ProposeIsrExpand { leader, follower } => {
@@ -270,10 +277,13 @@ impl Cluster {
                 .controller
                 .fence(i32::from(broker), new_leader.map(i32::from))
                 .map_err(|e| e.to_string())?,
-            Action::UnfenceBroker { broker } => self
-                .controller
-                .unfence(i32::from(broker))
-                .map_err(|e| e.to_string())?,
+            Action::UnfenceBroker { broker } => {
+                // Heartbeats resume only from a live broker.
+                self.up(broker)?;
+                self.controller
+                    .unfence(i32::from(broker))
+                    .map_err(|e| e.to_string())?
+            }
             Action::ElectLeader { broker, unclean } => self
                 .controller
                 .elect(i32::from(broker), unclean)
@@ -336,9 +346,7 @@ impl Cluster {
             .fetch_request(FETCH_MAX_BYTES)
             .ok_or_else(|| format!("broker {follower} follows no leader"))?;
         let now = self.now_ms;
-        let result = self
-            .up(leader as u8)?
-            .handle_fetch_from_follower(&req, now);
+        let result = self.up(leader as u8)?.handle_fetch_from_follower(&req, now);
         if result.error_code != NONE {
             return Err(format!(
                 "leader {leader} answered broker {follower}'s fetch with error code {}",
@@ -404,6 +412,13 @@ impl Cluster {
 
     fn restart(&mut self, broker: u8) -> Result<(), String> {
         let b = broker as usize;
+        if matches!(self.brokers[b].node, BrokerNode::Up(_)) {
+            return Err(format!("broker {broker} is up"));
+        }
+        // A new incarnation registers only once the controller fenced the old one.
+        if !self.controller.view().fenced.contains(&broker) {
+            return Err(format!("the controller has not fenced broker {broker}"));
+        }
         let placeholder = BrokerNode::Down(self.open_placeholder(b)?);
         let BrokerNode::Down(log) = std::mem::replace(&mut self.brokers[b].node, placeholder)
         else {
@@ -535,12 +550,28 @@ pub fn replay(trace: &Trace) -> ReplayOutcome {
     for step in &trace.steps {
         if let Some(a) = step.action {
             if let Err(e) = cluster.apply(a) {
-                return fail(step.index, Some(a), e, Some(step.state.clone()), cluster.view().ok(), vec![]);
+                return fail(
+                    step.index,
+                    Some(a),
+                    e,
+                    Some(step.state.clone()),
+                    cluster.view().ok(),
+                    vec![],
+                );
             }
         }
         let view = match cluster.view() {
             Ok(v) => v,
-            Err(e) => return fail(step.index, step.action, e, Some(step.state.clone()), None, vec![]),
+            Err(e) => {
+                return fail(
+                    step.index,
+                    step.action,
+                    e,
+                    Some(step.state.clone()),
+                    None,
+                    vec![],
+                )
+            }
         };
         let d = diff(&step.state, &view);
         if !d.is_empty() {

@@ -116,25 +116,37 @@ fn run(config: ModelConfig, choices: &[(u16, bool)]) -> Result<(), TestCaseError
         if (is_crash || live_fencing) && faults >= config.max_crashes {
             continue;
         }
-        let elects = matches!(action, Action::ElectLeader { .. } | Action::MoveLeader { .. })
-            || matches!(action, Action::FenceBroker { broker, .. } if c.leader == Some(broker));
+        let elects = matches!(
+            action,
+            Action::ElectLeader { .. } | Action::MoveLeader { .. }
+        ) || matches!(action, Action::FenceBroker { broker, .. } if c.leader == Some(broker));
         if elects && c.leader_epoch >= config.max_epoch {
             continue;
         }
-        if is_crash && before.brokers[action_broker(action) as usize].role == osprey_model::trace::Role::Down {
+        if is_crash
+            && before.brokers[action_broker(action) as usize].role
+                == osprey_model::trace::Role::Down
+        {
             continue;
         }
-        let inflight_before: Vec<bool> =
-            (0..config.brokers).map(|b| cluster.has_inflight_fetch(b)).collect();
+        let inflight_before: Vec<bool> = (0..config.brokers)
+            .map(|b| cluster.has_inflight_fetch(b))
+            .collect();
         if cluster.apply(action).is_err() {
             // The broker (or its controller) refused: nothing happened, nothing is recorded.
             let after = cluster.view().map_err(TestCaseError::fail)?;
-            prop_assert_eq!(&after, &before, "a refused {} changed the broker", action.describe());
+            prop_assert_eq!(
+                &after,
+                &before,
+                "a refused {} changed the broker",
+                action.describe()
+            );
             continue;
         }
         let after = cluster.view().map_err(TestCaseError::fail)?;
-        let inflight_after: Vec<bool> =
-            (0..config.brokers).map(|b| cluster.has_inflight_fetch(b)).collect();
+        let inflight_after: Vec<bool> = (0..config.brokers)
+            .map(|b| cluster.has_inflight_fetch(b))
+            .collect();
         match model.step(&state, action) {
             Some(next) => {
                 state = next;
@@ -164,7 +176,12 @@ fn run(config: ModelConfig, choices: &[(u16, bool)]) -> Result<(), TestCaseError
             diff
         );
         let broken = violated_properties(&model, &state);
-        prop_assert!(broken.is_empty(), "{} broke {:?}", action.describe(), broken);
+        prop_assert!(
+            broken.is_empty(),
+            "{} broke {:?}",
+            action.describe(),
+            broken
+        );
     }
     let trace = Trace::from_actions(&model, &recorded).map_err(TestCaseError::fail)?;
     trace.validate().map_err(TestCaseError::fail)?;
@@ -180,7 +197,7 @@ fn action_broker(a: Action) -> u8 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn broker_runs_are_model_runs(
