@@ -30,6 +30,10 @@ enum Command {
     Explore(cmd::check::ExploreArgs),
     /// Run a local multi-process cluster: up, down, kill --node N, start --node N.
     Cluster(cmd::cluster::ClusterArgs),
+    /// Generate model traces for the conformance suite.
+    Traces(cmd::traces::TracesArgs),
+    /// Replay model traces against the broker's replication core and storage.
+    Conformance(cmd::conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +51,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => cmd::broker::run(args),
         Command::Topics(args) => cmd::topics::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Traces(args) => cmd::traces::run(args),
+        Command::Conformance(args) => cmd::conformance::run(args),
     }
 }

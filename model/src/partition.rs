@@ -1032,8 +1032,9 @@ mod tests {
             ],
         );
         let resp = s.replica(0).inflight_fetch.unwrap();
-        // The new leader knows no epoch as old as the follower's: truncate everything.
-        assert_eq!(resp.result, FetchResult::Diverging { end: None });
+        // The new leader knows no epoch as old as the follower's: that epoch ends, for the
+        // leader, where its first epoch starts (Kafka's answer), below the fetch offset.
+        assert_eq!(resp.result, FetchResult::Diverging { end: Some((0, 0)) });
         let s = m
             .step(&s, Action::HandleFetchResponse { follower: 0 })
             .unwrap();

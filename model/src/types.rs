@@ -216,8 +216,10 @@ impl EpochCache {
     }
     /// Kafka's `endOffsetFor(requested)`: the largest epoch at or below `requested` that this
     /// cache knows, and where it ends (the start of the next epoch, or the log end offset for
-    /// the latest epoch). `None` when `requested` is older than every epoch in the cache
-    /// (Kafka answers UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET).
+    /// the latest epoch). When `requested` is older than every epoch in the cache, Kafka
+    /// answers `(requested, start of the first epoch)` (`LeaderEpochFileCache.endOffsetFor`:
+    /// "the requested epoch is smaller than any known epoch"). `None` (Kafka's
+    /// UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET) only for an empty cache.
     pub fn end_offset_for(&self, requested: Epoch, log_end: Offset) -> Option<(Epoch, Offset)> {
         let entries = self.entries();
         let (latest, _) = *entries.last()?;
@@ -227,7 +229,7 @@ impl EpochCache {
         let higher = entries.iter().position(|(e, _)| *e > requested);
         match higher {
             None => Some((latest, log_end)),
-            Some(0) => None,
+            Some(0) => Some((requested, entries[0].1)),
             Some(i) => Some((entries[i - 1].0, entries[i].1)),
         }
     }
@@ -279,9 +281,9 @@ mod tests {
         assert_eq!(c.end_offset_for(1, 4), Some((0, 1)));
         // Newer than the latest: the latest epoch and the log end.
         assert_eq!(c.end_offset_for(5, 4), Some((3, 4)));
-        // Older than every epoch.
+        // Older than every epoch: the requested epoch, ending where the first one starts.
         let c = cache(&[(2, 0)]);
-        assert_eq!(c.end_offset_for(1, 1), None);
+        assert_eq!(c.end_offset_for(1, 1), Some((1, 0)));
         assert_eq!(EpochCache::default().end_offset_for(0, 0), None);
     }
 

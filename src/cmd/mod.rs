@@ -4,3 +4,5 @@ pub mod broker;
 pub mod check;
 pub mod cluster;
 pub mod topics;
+pub mod conformance;
+pub mod traces;

@@ -93,8 +93,8 @@ pub struct LeaderState {
     pub pending_isr: Option<PendingIsr>,
     pub partition_epoch: i32,
     /// The log end offset when this leader epoch began (Kafka's `leaderEpochStartOffsetOpt`,
-    /// the model's `epoch_start_offset`). The log's epoch cache only learns the epoch at the
-    /// first append, so it is kept here.
+    /// the model's `epoch_start_offset`). Also assigned in the log's epoch cache on
+    /// becoming leader; kept here too in case that checkpoint write failed.
     pub epoch_start_offset: i64,
     /// Every other assigned replica.
     pub followers: Vec<FollowerState>,
@@ -430,6 +430,15 @@ impl Replica {
                 followers,
             });
             self.leader_epoch = state.leader_epoch;
+            // As Kafka's `makeLeader` (and the model's BecomeLeader): the new epoch starts at
+            // the log end now, not at the first append. Otherwise a leader that loses
+            // leadership before appending would send an older last fetched epoch than the
+            // model's and Kafka's, and answer followers' epoch lookups differently.
+            if let Err(e) = self.log.assign_epoch_start(state.leader_epoch) {
+                // The epoch start is still kept in `epoch_start_offset`, and the first
+                // append assigns the epoch again.
+                tracing::warn!(error = %e, "could not checkpoint the new leader epoch");
+            }
         }
         self.maybe_advance_high_watermark();
         true

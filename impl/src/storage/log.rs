@@ -355,6 +355,21 @@ impl PartitionLog {
     }
 
     /// Persists `cache` and then installs it (memory never runs ahead of disk).
+    /// Records that leader epoch `epoch` starts at the log end offset, before any batch of
+    /// it is written: Kafka's `maybeAssignEpochStartOffset`, called when a replica becomes
+    /// leader, so that its epoch boundary is known (and checkpointed) even if it never
+    /// appends in that epoch. An epoch not newer than the latest is ignored. Returns whether
+    /// the cache changed.
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<bool> {
+        if epoch < 0 || self.epoch_cache.latest_epoch().is_some_and(|l| epoch <= l) {
+            return Ok(false);
+        }
+        let mut c = self.epoch_cache.clone();
+        c.assign(epoch, self.log_end_offset);
+        self.set_epoch_cache(c)?;
+        Ok(true)
+    }
+
     fn set_epoch_cache(&mut self, cache: LeaderEpochCache) -> Result<()> {
         if cache != self.epoch_cache {
             write_leader_epoch_checkpoint(

@@ -1,0 +1,279 @@
+//! Trace generation: seeded random walks of the model, and a covering set that reaches
+//! every step kind and every sometimes-property's witness by breadth-first search.
+//!
+//! Everything here is deterministic in its inputs: the walks use [`SplitMix64`] seeded by
+//! the caller, the search visits actions in the model's order.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+
+use osprey_model::properties;
+use osprey_model::trace::Trace;
+use osprey_model::{Action, ModelConfig, PartitionModel, PartitionState};
+use stateright::Expectation;
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-mixed PRNG; good enough to pick
+/// steps, and reproducible from one `u64` seed.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`), by rejection so small ranges are unbiased.
+    pub fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return (v % n) as usize;
+            }
+        }
+    }
+}
+
+/// The steps enabled in `s` that change it (what the checker would explore), in the
+/// model's order.
+pub fn successors(model: &PartitionModel, s: &PartitionState) -> Vec<(Action, PartitionState)> {
+    let mut actions = Vec::new();
+    model.enabled_actions(s, &mut actions);
+    actions
+        .into_iter()
+        .filter_map(|a| model.step(s, a).map(|n| (a, n)))
+        .collect()
+}
+
+/// One random walk of at most `max_depth` steps (shorter if the model has nothing left to do).
+pub fn random_walk(config: ModelConfig, max_depth: usize, rng: &mut SplitMix64) -> Trace {
+    let model = PartitionModel::new(config);
+    let mut s = model.initial_state();
+    let mut actions = Vec::new();
+    for _ in 0..max_depth {
+        let next = successors(&model, &s);
+        if next.is_empty() {
+            break;
+        }
+        let (a, n) = next[rng.below(next.len())];
+        actions.push(a);
+        s = n;
+    }
+    Trace::from_actions(&model, &actions).expect("a walk takes only enabled steps")
+}
+
+/// The configurations random walks cycle through: the default bounds, and variations of
+/// the switches the broker reads (flush policy, acks, min ISR with unclean election, more
+/// faults). All run the fixed protocol (no variant).
+pub fn walk_configs() -> Vec<ModelConfig> {
+    let d = ModelConfig::default();
+    vec![
+        d,
+        ModelConfig {
+            flush: osprey_model::FlushPolicy::Every,
+            ..d
+        },
+        ModelConfig {
+            acks: osprey_model::AcksChoice::Both,
+            ..d
+        },
+        ModelConfig {
+            min_isr: 1,
+            unclean: true,
+            ..d
+        },
+        ModelConfig {
+            max_crashes: 2,
+            max_isr_changes: 3,
+            ..d
+        },
+    ]
+}
+
+/// `count` random walks, the i-th with configuration `walk_configs()[i % len]`, all from
+/// one generator seeded with `seed`.
+pub fn random_walks(count: usize, max_depth: usize, seed: u64) -> Vec<Trace> {
+    let configs = walk_configs();
+    let mut rng = SplitMix64::new(seed);
+    (0..count)
+        .map(|i| random_walk(configs[i % configs.len()], max_depth, &mut rng))
+        .collect()
+}
+
+/// The model's sometimes-properties, by name.
+pub fn sometimes_properties() -> Vec<stateright::Property<PartitionModel>> {
+    properties::all()
+        .into_iter()
+        .filter(|p| p.expectation == Expectation::Sometimes)
+        .collect()
+}
+
+/// The names of the sometimes-properties some state of `trace` witnesses.
+pub fn witnessed(trace: &Trace) -> Vec<&'static str> {
+    let model = PartitionModel::new(trace.config);
+    let mut states = vec![model.initial_state()];
+    for a in trace.actions() {
+        match model.step(states.last().expect("non-empty"), a) {
+            Some(n) => states.push(n),
+            None => break,
+        }
+    }
+    sometimes_properties()
+        .into_iter()
+        .filter(|p| states.iter().any(|s| (p.condition)(&model, s)))
+        .map(|p| p.name)
+        .collect()
+}
+
+/// The configurations the covering search runs, smallest first: two brokers with min ISR 1
+/// reach every step kind (an offline partition needs an ISR of one) within a few thousand
+/// states; the default bounds give the witnesses in the default setting.
+pub fn covering_configs() -> Vec<ModelConfig> {
+    let d = ModelConfig::default();
+    vec![
+        ModelConfig {
+            brokers: 2,
+            records: 1,
+            max_epoch: 2,
+            min_isr: 1,
+            ..d
+        },
+        d,
+    ]
+}
+
+/// Shortest traces (breadth-first) that take each step kind and reach each sometimes
+/// property's witness, searching `covering_configs()` in order and each for at most
+/// `state_limit` states. Returns one trace per target found, each with the targets it was
+/// searched for, and the targets not found.
+pub fn covering_set(state_limit: usize) -> (Vec<(String, Trace)>, Vec<String>) {
+    let mut missing: Vec<String> = Action::KINDS
+        .iter()
+        .map(|k| format!("step:{k}"))
+        .chain(
+            sometimes_properties()
+                .iter()
+                .map(|p| format!("witness:{}", p.name)),
+        )
+        .collect();
+    let mut found = Vec::new();
+    for config in covering_configs() {
+        if missing.is_empty() {
+            break;
+        }
+        for (target, actions) in search(config, &missing, state_limit) {
+            missing.retain(|m| *m != target);
+            let model = PartitionModel::new(config);
+            let trace = Trace::from_actions(&model, &actions).expect("search takes enabled steps");
+            found.push((target, trace));
+        }
+    }
+    (found, missing)
+}
+
+/// Breadth-first search for the targets (`step:Kind`, `witness:Name`) in one configuration.
+fn search(config: ModelConfig, targets: &[String], limit: usize) -> Vec<(String, Vec<Action>)> {
+    let model = PartitionModel::new(config);
+    let props = sometimes_properties();
+    let mut open: Vec<String> = targets.to_vec();
+    let mut out = Vec::new();
+    // Arena of visited states: (parent index, action that led here).
+    let mut arena: Vec<(usize, Option<Action>)> = vec![(0, None)];
+    let mut index: HashMap<PartitionState, usize> = HashMap::new();
+    let init = model.initial_state();
+    index.insert(init, 0);
+    let mut queue = VecDeque::from([(init, 0usize)]);
+    let path = |arena: &[(usize, Option<Action>)], mut i: usize| {
+        let mut actions = Vec::new();
+        while let (parent, Some(a)) = arena[i] {
+            actions.push(a);
+            i = parent;
+        }
+        actions.reverse();
+        actions
+    };
+    while let Some((s, i)) = queue.pop_front() {
+        if open.is_empty() || arena.len() > limit {
+            break;
+        }
+        for (a, n) in successors(&model, &s) {
+            let step_target = format!("step:{}", a.kind());
+            let mut hit = Vec::new();
+            if open.contains(&step_target) {
+                hit.push(step_target);
+            }
+            for p in &props {
+                let t = format!("witness:{}", p.name);
+                if open.contains(&t) && (p.condition)(&model, &n) {
+                    hit.push(t);
+                }
+            }
+            if !hit.is_empty() {
+                let mut actions = path(&arena, i);
+                actions.push(a);
+                for t in hit {
+                    open.retain(|o| *o != t);
+                    out.push((t, actions.clone()));
+                }
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(n) {
+                arena.push((i, Some(a)));
+                e.insert(arena.len() - 1);
+                queue.push_back((n, arena.len() - 1));
+            }
+        }
+    }
+    out
+}
+
+/// Writes each trace as `{prefix}-{index:04}.json` in `dir` (created if needed).
+pub fn write_traces(dir: &Path, prefix: &str, traces: &[Trace]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (i, t) in traces.iter().enumerate() {
+        let json = serde_json::to_string(t).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(format!("{prefix}-{i:04}.json")), json + "\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_are_deterministic_in_the_seed_and_valid() {
+        let a = random_walks(5, 12, 7);
+        let b = random_walks(5, 12, 7);
+        assert_eq!(a, b);
+        assert_ne!(a, random_walks(5, 12, 8));
+        for t in &a {
+            t.validate().unwrap();
+            assert!(t.steps.len() <= 13);
+        }
+    }
+
+    #[test]
+    fn the_covering_set_reaches_every_step_kind_and_witness() {
+        let (found, missing) = covering_set(200_000);
+        assert!(missing.is_empty(), "not reached: {missing:?}");
+        for (target, trace) in &found {
+            trace.validate().unwrap();
+            let last = trace.steps.last().and_then(|s| s.action).unwrap();
+            if let Some(kind) = target.strip_prefix("step:") {
+                assert_eq!(last.kind(), kind);
+            } else {
+                let name = target.strip_prefix("witness:").unwrap();
+                assert!(witnessed(trace).contains(&name), "{target}");
+            }
+        }
+    }
+}

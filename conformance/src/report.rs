@@ -1,0 +1,127 @@
+//! Replaying a corpus of trace files: how many traces and steps, which mismatched, and the
+//! coverage (per step kind and per sometimes-property witness, how many traces exercise it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use osprey_model::trace::Trace;
+use osprey_model::Action;
+use serde::Serialize;
+
+use crate::generate::{sometimes_properties, witnessed};
+use crate::replay::{replay, Mismatch};
+
+/// One trace that did not replay cleanly.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMismatch {
+    pub file: PathBuf,
+    pub mismatch: Mismatch,
+}
+
+/// What replaying a corpus found; `osprey conformance --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorpusReport {
+    pub traces: usize,
+    pub steps: usize,
+    /// How many traces mismatched.
+    pub mismatches: usize,
+    /// Step kind → traces that take at least one step of that kind (every kind listed).
+    pub coverage: BTreeMap<String, usize>,
+    /// Sometimes-property → traces with a state that witnesses it (every property listed).
+    pub witnesses: BTreeMap<String, usize>,
+    pub mismatch_details: Vec<FileMismatch>,
+}
+
+impl CorpusReport {
+    /// Step kinds no trace exercises.
+    pub fn uncovered_kinds(&self) -> Vec<&str> {
+        self.coverage
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    /// A readable summary with the coverage table and the first line of each mismatch.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "traces replayed: {}\nsteps: {}\nmismatches: {}\n\n",
+            self.traces, self.steps, self.mismatches
+        );
+        let width = self
+            .coverage
+            .keys()
+            .chain(self.witnesses.keys())
+            .map(|k| k.len())
+            .max()
+            .unwrap_or(0);
+        out.push_str(&format!("{:<width$}  traces\n", "step kind"));
+        for (k, n) in &self.coverage {
+            out.push_str(&format!("{k:<width$}  {n}\n"));
+        }
+        out.push_str(&format!("\n{:<width$}  traces\n", "sometimes witness"));
+        for (k, n) in &self.witnesses {
+            out.push_str(&format!("{k:<width$}  {n}\n"));
+        }
+        for m in &self.mismatch_details {
+            out.push_str(&format!("\n{}: {}", m.file.display(), m.mismatch));
+        }
+        out
+    }
+}
+
+/// Reads every `*.json` trace in `dir` (sorted by name).
+pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Trace)>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            let trace: Trace = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a trace: {e}", p.display()))?;
+            Ok((p, trace))
+        })
+        .collect()
+}
+
+/// Replays every trace and gathers the report.
+pub fn replay_all(traces: &[(PathBuf, Trace)]) -> CorpusReport {
+    let mut report = CorpusReport {
+        traces: traces.len(),
+        steps: 0,
+        mismatches: 0,
+        coverage: Action::KINDS.iter().map(|k| (k.to_string(), 0)).collect(),
+        witnesses: sometimes_properties()
+            .iter()
+            .map(|p| (p.name.to_string(), 0))
+            .collect(),
+        mismatch_details: Vec::new(),
+    };
+    for (file, trace) in traces {
+        let outcome = replay(trace);
+        report.steps += outcome.steps;
+        let mut kinds: Vec<&str> = trace.actions().iter().map(|a| a.kind()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for k in kinds {
+            *report.coverage.entry(k.to_string()).or_default() += 1;
+        }
+        for w in witnessed(trace) {
+            *report.witnesses.entry(w.to_string()).or_default() += 1;
+        }
+        if let Some(m) = outcome.mismatch {
+            report.mismatches += 1;
+            report.mismatch_details.push(FileMismatch {
+                file: file.clone(),
+                mismatch: m,
+            });
+        }
+    }
+    report
+}
