@@ -144,7 +144,8 @@ impl Cluster {
         let state = c.controller.partition_state();
         for b in 0..n {
             let log = c.open_log(b)?;
-            let mut r = Replica::new(c.replica_config(b), log, 0);
+            let mut r = Replica::new(c.replica_config(b), log, 0)
+                .map_err(|e| format!("broker {b}: opening the replica: {e}"))?;
             if state.leader == b as i32 {
                 r.become_leader(&state, 0);
             } else {
@@ -294,8 +295,34 @@ impl Cluster {
                 .map_err(|e| e.to_string())?,
         }
         self.forget_dropped_proposals();
+        self.drop_stale_fetch_responses();
         self.drain_effects();
         self.checkpoint_high_watermarks()
+    }
+
+    /// The model drops an in-flight fetch response in the step that makes it stale
+    /// (`osprey_model::canonical::drop_stale_fetch_responses`): once the follower follows
+    /// another leader or epoch, or its log end moved away from the response's fetch offset,
+    /// handling it would be a no-op (KIP-320), so it may as well be gone. The replay mirrors
+    /// that on the broker's state, so that a later Fetch is enabled in both.
+    fn drop_stale_fetch_responses(&mut self) {
+        for b in 0..self.inflight_fetch.len() {
+            let Some(resp) = &self.inflight_fetch[b] else {
+                continue;
+            };
+            let stale = match &self.brokers[b].node {
+                BrokerNode::Up(r) => {
+                    r.leader() != resp.leader
+                        || r.leader_epoch() != resp.leader_epoch
+                        || (resp.result.diverging_epoch.is_none()
+                            && resp.fetch_offset != r.log_end_offset())
+                }
+                BrokerNode::Down(_) => true,
+            };
+            if stale {
+                self.inflight_fetch[b] = None;
+            }
+        }
     }
 
     fn produce(&mut self, leader: u8, acks_all: bool) -> Result<(), String> {
@@ -339,6 +366,10 @@ impl Cluster {
     }
 
     fn fetch(&mut self, follower: u8) -> Result<(), String> {
+        // Like Kafka's fetcher (and the model), a follower has one fetch in flight at most.
+        if self.inflight_fetch[follower as usize].is_some() {
+            return Err(format!("broker {follower} already has a fetch in flight"));
+        }
         let f = self.up(follower)?;
         let follower_hw = f.high_watermark();
         let leader_epoch = f.leader_epoch();
@@ -426,7 +457,8 @@ impl Cluster {
         };
         self.broker_epochs[b] += 1;
         let epoch = self.broker_epochs[b];
-        let r = Replica::restart(self.replica_config(b), log, epoch);
+        let r = Replica::restart(self.replica_config(b), log, epoch)
+            .map_err(|e| format!("broker {broker}: restarting the replica: {e}"))?;
         self.brokers[b].node = BrokerNode::Up(Box::new(r));
         self.controller
             .register(i32::from(broker), epoch, self.clean_shutdown[b]);

@@ -3,6 +3,6 @@
 pub mod broker;
 pub mod check;
 pub mod cluster;
-pub mod topics;
 pub mod conformance;
+pub mod topics;
 pub mod traces;
