@@ -2,4 +2,5 @@
 
 pub mod broker;
 pub mod check;
+pub mod kraft;
 pub mod topics;
