@@ -81,7 +81,11 @@ pub fn check_kraft(
         total_states: checker.state_count(),
         max_depth: checker.max_depth(),
         elapsed_s: secs,
-        states_per_s: if secs > 0.0 { unique as f64 / secs } else { 0.0 },
+        states_per_s: if secs > 0.0 {
+            unique as f64 / secs
+        } else {
+            0.0
+        },
         properties: verdicts,
         counterexample,
     }

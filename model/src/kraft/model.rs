@@ -252,14 +252,14 @@ impl KraftModel {
         let fetch_offset = f.log.end_offset();
         let last_fetched_epoch = f.log.last_epoch();
         let (epoch, end_offset) = l.log.end_offset_for_epoch(last_fetched_epoch);
-        let result = if fetch_offset > 0 && (epoch != last_fetched_epoch || end_offset < fetch_offset)
-        {
-            FetchResult::DivergingEpoch { epoch, end_offset }
-        } else {
-            s.voters[lid as usize].end_offsets[fid as usize] = fetch_offset;
-            self.advance_high_watermark(s, lid);
-            FetchResult::Records(l.log.suffix(fetch_offset))
-        };
+        let result =
+            if fetch_offset > 0 && (epoch != last_fetched_epoch || end_offset < fetch_offset) {
+                FetchResult::DivergingEpoch { epoch, end_offset }
+            } else {
+                s.voters[lid as usize].end_offsets[fid as usize] = fetch_offset;
+                self.advance_high_watermark(s, lid);
+                FetchResult::Records(l.log.suffix(fetch_offset))
+            };
         s.voters[fid as usize].fetch_response = Some(FetchResponse {
             leader: lid,
             epoch: l.epoch,
@@ -498,7 +498,8 @@ mod tests {
             Append { leader: 0 },
             Fetch { follower: 1 },
             HandleFetchResponse { follower: 1 },
-            // Voter 2 never saw epoch 1's log; it starts epoch 2.
+            // Voter 2 never saw epoch 1's log; it starts epoch 1, then epoch 2.
+            Timeout { voter: 2 },
             Timeout { voter: 2 },
         ]);
         let s = run(&m, &steps);
@@ -534,10 +535,19 @@ mod tests {
         assert_eq!(t.voters[2].votes, 0b110);
         // The comparison is by last epoch first, then end offset.
         let mut longer_old = Log::default();
-        longer_old.append(Entry { record: 0, epoch: 1 });
-        longer_old.append(Entry { record: 1, epoch: 1 });
+        longer_old.append(Entry {
+            record: 0,
+            epoch: 1,
+        });
+        longer_old.append(Entry {
+            record: 1,
+            epoch: 1,
+        });
         let mut shorter_new = Log::default();
-        shorter_new.append(Entry { record: 0, epoch: 2 });
+        shorter_new.append(Entry {
+            record: 0,
+            epoch: 2,
+        });
         assert!(KraftModel::log_up_to_date(&shorter_new, &longer_old));
         assert!(!KraftModel::log_up_to_date(&longer_old, &shorter_new));
     }
@@ -566,7 +576,16 @@ mod tests {
             .concat(),
         );
         assert_eq!(s.voters[0].high_watermark, 2);
-        assert_eq!(s.ghost.committed[1], Some((Entry { record: 1, epoch: 1 }, 1)));
+        assert_eq!(
+            s.ghost.committed[1],
+            Some((
+                Entry {
+                    record: 1,
+                    epoch: 1
+                },
+                1
+            ))
+        );
     }
 
     #[test]
@@ -575,7 +594,10 @@ mod tests {
         let mut s = m.initial_state();
         // Voter 0 leads epoch 3 with an old entry of epoch 1 that voter 1 also holds.
         for v in 0..2 {
-            s.voters[v].log.append(Entry { record: 1, epoch: 1 });
+            s.voters[v].log.append(Entry {
+                record: 1,
+                epoch: 1,
+            });
             s.voters[v].flushed = 1;
             s.voters[v].epoch = 3;
             s.voters[v].leader = 0;
@@ -592,13 +614,25 @@ mod tests {
         // Once an entry of epoch 3 is replicated, both commit.
         let s = [
             Append { leader: 0 },
+            // The response in flight was cut before the append.
+            HandleFetchResponse { follower: 1 },
+            Fetch { follower: 1 },
             HandleFetchResponse { follower: 1 },
             Fetch { follower: 1 },
         ]
         .iter()
         .fold(t, |s, a| m.step(&s, *a).unwrap());
         assert_eq!(s.voters[0].high_watermark, 2);
-        assert_eq!(s.ghost.committed[0], Some((Entry { record: 1, epoch: 1 }, 3)));
+        assert_eq!(
+            s.ghost.committed[0],
+            Some((
+                Entry {
+                    record: 1,
+                    epoch: 1
+                },
+                3
+            ))
+        );
     }
 
     #[test]
@@ -606,9 +640,18 @@ mod tests {
         let m = model();
         let mut s = m.initial_state();
         // Voter 1 holds an entry of epoch 1 that the leader of epoch 2 never had.
-        s.voters[0].log.append(Entry { record: 0, epoch: 2 });
-        s.voters[1].log.append(Entry { record: 0, epoch: 1 });
-        s.voters[1].log.append(Entry { record: 1, epoch: 1 });
+        s.voters[0].log.append(Entry {
+            record: 0,
+            epoch: 2,
+        });
+        s.voters[1].log.append(Entry {
+            record: 0,
+            epoch: 1,
+        });
+        s.voters[1].log.append(Entry {
+            record: 1,
+            epoch: 1,
+        });
         for v in 0..2 {
             s.voters[v].flushed = s.voters[v].log.end_offset();
             s.voters[v].epoch = 2;
@@ -643,10 +686,17 @@ mod tests {
             ..KraftConfig::default()
         });
         let mut steps = elected();
-        steps.extend([Append { leader: 0 }, Crash { voter: 0 }, Restart { voter: 0 }]);
+        steps.extend([
+            Append { leader: 0 },
+            Crash { voter: 0 },
+            Restart { voter: 0 },
+        ]);
         let s = run(&m, &steps);
         let v = s.voters[0];
-        assert_eq!((v.role, v.epoch, v.voted_for, v.leader), (Role::Resigned, 1, 0, 0));
+        assert_eq!(
+            (v.role, v.epoch, v.voted_for, v.leader),
+            (Role::Resigned, 1, 0, 0)
+        );
         assert_eq!(v.log.end_offset(), 0);
         // Only `max_crashes` crashes.
         assert!(m.step(&s, Crash { voter: 1 }).is_none());

@@ -21,7 +21,9 @@ pub const LEADER_CHANGE: RecordId = 0;
 pub const EPOCH_SLOTS: usize = super::config::MAX_EPOCH_BOUND as usize + 1;
 
 /// One log entry: a record and the epoch of the leader that appended it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Entry {
     pub record: RecordId,
     pub epoch: Epoch,

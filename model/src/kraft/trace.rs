@@ -67,7 +67,12 @@ impl KraftStateView {
                 epoch: v.epoch,
                 voted_for: opt(v.voted_for),
                 leader: opt(v.leader),
-                log: v.log.entries().iter().map(|e| (e.record, e.epoch)).collect(),
+                log: v
+                    .log
+                    .entries()
+                    .iter()
+                    .map(|e| (e.record, e.epoch))
+                    .collect(),
                 log_end_offset: v.log.end_offset(),
                 high_watermark: v.high_watermark,
                 flushed_offset: v.flushed,
@@ -148,7 +153,10 @@ impl KraftTrace {
         }
         for (a, b) in replayed.steps.iter().zip(&self.steps) {
             if a.state != b.state {
-                return Err(format!("step {}: the recorded state is not the model's", b.index));
+                return Err(format!(
+                    "step {}: the recorded state is not the model's",
+                    b.index
+                ));
             }
         }
         Ok(())
@@ -202,7 +210,10 @@ fn voter_cell(v: &VoterView) -> String {
         VoterRole::Resigned => "R",
         VoterRole::Down => "DOWN",
     };
-    let vote = v.voted_for.map(|b| format!(" vote v{b}")).unwrap_or_default();
+    let vote = v
+        .voted_for
+        .map(|b| format!(" vote v{b}"))
+        .unwrap_or_default();
     format!(
         "{role} e{}{vote} hw{} {}",
         v.epoch,
