@@ -71,13 +71,29 @@ fn vote_without_log_check_loses_a_committed_record() {
 
 #[test]
 fn unflushed_logs_lose_committed_records() {
-    // Raft needs durable logs: with nothing flushed, one crash can lose a committed record.
+    // Raft needs durable logs. With nothing flushed the leader counts no entry of its own,
+    // so a commit needs every follower of three: one crash cannot lose it, two can.
     let config = KraftConfig {
         flush: FlushPolicy::Never,
+        max_crashes: 2,
         ..small()
     };
     let report = check_kraft(config, &opts(Engine::Bfs), |_| {});
     assert_eq!(report.verdict, "violation");
+    let trace = report.counterexample.expect("a counterexample");
+    assert!(trace
+        .violated
+        .iter()
+        .any(|p| p == "CommittedRecordNeverLost"));
+    let once = check_kraft(
+        KraftConfig {
+            max_crashes: 1,
+            ..config
+        },
+        &opts(Engine::Bfs),
+        |_| {},
+    );
+    assert_eq!(once.verdict, "ok");
 }
 
 fn walk(config: KraftConfig, choices: &[u16]) -> Result<(), String> {
