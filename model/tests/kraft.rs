@@ -26,10 +26,10 @@ fn small() -> KraftConfig {
 
 #[test]
 fn default_protocol_holds_exhaustively_within_small_bounds() {
-    let report = check_kraft(small(), &opts(Engine::Bfs), |_| {});
+    let report = check_kraft(small(), &opts(Engine::DfsSymmetry), |_| {});
     assert_eq!(report.verdict, "ok", "{:?}", report.counterexample);
     assert!(report.complete);
-    assert!(report.unique_states > 1_000, "{}", report.unique_states);
+    assert!(report.unique_states > 100_000, "{}", report.unique_states);
     for p in &report.properties {
         assert!(p.holds, "{} ({}) does not hold", p.name, p.expectation);
     }
@@ -37,8 +37,13 @@ fn default_protocol_holds_exhaustively_within_small_bounds() {
 
 #[test]
 fn symmetry_reduction_agrees_and_explores_fewer_states() {
-    let plain = check_kraft(small(), &opts(Engine::Bfs), |_| {});
-    let reduced = check_kraft(small(), &opts(Engine::DfsSymmetry), |_| {});
+    let config = KraftConfig {
+        max_crashes: 0,
+        ..small()
+    };
+    let plain = check_kraft(config, &opts(Engine::Bfs), |_| {});
+    let reduced = check_kraft(config, &opts(Engine::DfsSymmetry), |_| {});
+    assert_eq!(plain.verdict, "ok");
     assert_eq!(reduced.verdict, "ok");
     assert!(reduced.properties.iter().all(|p| p.holds));
     assert!(reduced.unique_states < plain.unique_states);
@@ -90,7 +95,7 @@ fn unflushed_logs_lose_committed_records() {
             max_crashes: 1,
             ..config
         },
-        &opts(Engine::Bfs),
+        &opts(Engine::DfsSymmetry),
         |_| {},
     );
     assert_eq!(once.verdict, "ok");
