@@ -54,13 +54,14 @@ pub struct PropertyVerdict {
     pub holds: bool,
 }
 
-/// What a check found; serialized as `osprey check --json` prints it.
+/// What a check found; serialized as `osprey check --json` prints it. The partition model's
+/// by default; the KRaft model's is `CheckReport<KraftConfig, KraftTrace>`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CheckReport {
+pub struct CheckReport<C = ModelConfig, T = Trace> {
     pub verdict: String,
     pub protocol: String,
     pub variant: Option<String>,
-    pub config: ModelConfig,
+    pub config: C,
     pub engine: Engine,
     pub threads: usize,
     /// Whether every reachable state within the bounds was explored.
@@ -71,12 +72,34 @@ pub struct CheckReport {
     pub elapsed_s: f64,
     pub states_per_s: f64,
     pub properties: Vec<PropertyVerdict>,
-    pub counterexample: Option<Trace>,
+    pub counterexample: Option<T>,
 }
 
-impl CheckReport {
+impl<C, T> CheckReport<C, T> {
     pub fn violated(&self) -> bool {
         self.verdict == "violation"
+    }
+}
+
+/// What reports print of a counterexample, whichever model it comes from.
+pub trait Counterexample {
+    /// Steps after the initial state.
+    fn step_count(&self) -> usize;
+    /// The always-properties its last state violates.
+    fn violated_properties(&self) -> &[String];
+    /// The run as a table.
+    fn render(&self) -> String;
+}
+
+impl Counterexample for Trace {
+    fn step_count(&self) -> usize {
+        self.steps.len() - 1
+    }
+    fn violated_properties(&self) -> &[String] {
+        &self.violated
+    }
+    fn render(&self) -> String {
+        self.table()
     }
 }
 

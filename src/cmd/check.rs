@@ -1,8 +1,10 @@
 //! `osprey check` and `osprey explore`.
 
 use clap::Args;
-use osprey_model::check::{check_partition, CheckOptions, CheckReport, Engine, Progress};
-use osprey_model::{AcksChoice, FlushPolicy, ModelConfig, PartitionModel, Variant};
+use osprey_model::check::{
+    check_partition, CheckOptions, CheckReport, Counterexample, Engine, Progress,
+};
+use osprey_model::{AcksChoice, ConfigError, FlushPolicy, ModelConfig, PartitionModel, Variant};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -29,25 +31,26 @@ pub struct ModelArgs {
     /// unclean.leader.election.enable=true.
     #[arg(long)]
     pub unclean: bool,
-    /// Flush policy: every (fsync each append) or never (Kafka's default: leave it to the OS).
-    #[arg(long, default_value = "never")]
-    pub flush: FlushPolicy,
+    /// Flush policy: every (fsync each append) or never. Default: never for the partition
+    /// (Kafka's default: leave it to the OS), every for kraft (the raft client flushes).
+    #[arg(long)]
+    pub flush: Option<FlushPolicy>,
     /// Producer acks explored: all, or both (acks=all and acks=1 per record).
     #[arg(long, default_value = "all")]
     pub acks: AcksChoice,
-    /// Switch on a historical Kafka flaw (see `specs/replication.md`).
+    /// Switch on a historical Kafka flaw (see `specs/replication.md`, `specs/kraft.md`).
     #[arg(long)]
-    pub variant: Option<Variant>,
+    pub variant: Option<String>,
 }
 
 impl ModelArgs {
     /// Whether every bound and switch is at its default (the main job's configuration).
     pub fn is_default(&self) -> bool {
-        self.config() == ModelConfig::default()
+        self.config().is_ok_and(|c| c == ModelConfig::default())
     }
 
-    pub fn config(&self) -> ModelConfig {
-        ModelConfig {
+    pub fn config(&self) -> Result<ModelConfig, ConfigError> {
+        Ok(ModelConfig {
             brokers: self.brokers,
             records: self.records,
             max_epoch: self.max_epoch,
@@ -55,15 +58,22 @@ impl ModelArgs {
             max_isr_changes: self.max_isr_changes,
             min_isr: self.min_isr,
             unclean: self.unclean,
-            flush: self.flush,
+            flush: self.flush.unwrap_or(FlushPolicy::Never),
             acks: self.acks,
-            variant: self.variant,
-        }
+            variant: self.variant.as_deref().map(str::parse).transpose()?,
+        })
     }
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// The protocol to check: `partition` (replication of one partition) or `kraft` (the
+    /// KRaft controller quorum, specs/kraft.md).
+    #[arg(long, default_value = "partition", value_parser = ["partition", "kraft"])]
+    pub protocol: String,
+    /// KRaft voters (default: --brokers).
+    #[arg(long)]
+    pub voters: Option<u8>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Checker threads (default: every core).
@@ -95,16 +105,22 @@ pub struct ExploreArgs {
     pub addr: std::net::SocketAddr,
 }
 
-fn bad_args(msg: impl std::fmt::Display) -> ExitCode {
+pub(super) fn bad_args(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
 }
 
 pub fn run(args: CheckArgs) -> ExitCode {
-    let config = args.model.config();
-    if let Err(e) = config.validate() {
-        return bad_args(e);
+    if args.protocol == "kraft" {
+        return super::kraft::run(args);
     }
+    if args.voters.is_some() {
+        return bad_args("--voters applies to --protocol kraft only");
+    }
+    let config = match args.model.config().and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => return bad_args(e),
+    };
     let opts = CheckOptions {
         threads: args
             .threads
@@ -193,7 +209,7 @@ fn show_unclean_election_counterexample(opts: &CheckOptions) {
 }
 
 /// A spinner with a live message on stderr, when stderr is a terminal and the output is text.
-fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
+pub(super) fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
     if !enabled || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -223,7 +239,10 @@ pub fn describe_config(c: &ModelConfig) -> String {
     )
 }
 
-pub fn print_report(r: &CheckReport, trace_out: Option<&std::path::Path>) {
+pub fn print_report<C, T: Counterexample>(
+    r: &CheckReport<C, T>,
+    trace_out: Option<&std::path::Path>,
+) {
     println!(
         "{} unique states ({} generated), max depth {}, {:.2} s, {:.0} states/s, {} thread(s), {}{}",
         r.unique_states,
@@ -254,10 +273,10 @@ pub fn print_report(r: &CheckReport, trace_out: Option<&std::path::Path>) {
     if let Some(t) = &r.counterexample {
         println!(
             "\nCounterexample ({} steps) violating {}:\n",
-            t.steps.len() - 1,
-            t.violated.join(", ")
+            t.step_count(),
+            t.violated_properties().join(", ")
         );
-        print!("{}", t.table());
+        print!("{}", t.render());
         if let Some(path) = trace_out {
             println!("\nTrace written to {}", path.display());
         }
@@ -282,10 +301,10 @@ pub fn print_report(r: &CheckReport, trace_out: Option<&std::path::Path>) {
 
 pub fn explore(args: ExploreArgs) -> ExitCode {
     use stateright::Model;
-    let config = args.model.config();
-    if let Err(e) = config.validate() {
-        return bad_args(e);
-    }
+    let config = match args.model.config().and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => return bad_args(e),
+    };
     if !args.addr.ip().is_loopback() {
         return bad_args(format!(
             "--addr {} is not a loopback address; the explorer serves 127.0.0.1 only",

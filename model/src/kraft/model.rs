@@ -1,0 +1,707 @@
+//! The KRaft quorum model: `KraftModel` implements stateright's `Model`. Every step is a pure
+//! function of the state, written to be read next to KIP-595.
+
+use super::action::KraftAction;
+use super::config::{KraftConfig, KraftVariant};
+use super::state::*;
+use crate::config::FlushPolicy;
+
+/// A KRaft controller quorum of `config.voters` voters.
+#[derive(Clone, Debug)]
+pub struct KraftModel {
+    pub config: KraftConfig,
+}
+
+impl KraftModel {
+    pub fn new(config: KraftConfig) -> Self {
+        KraftModel { config }
+    }
+
+    fn n(&self) -> VoterId {
+        self.config.voters
+    }
+
+    /// Every voter starts in epoch 0, unattached, with an empty log.
+    pub fn initial_state(&self) -> KraftState {
+        let mut voters = [Voter::new(); MAX_VOTERS];
+        for v in voters.iter_mut().skip(self.n() as usize) {
+            v.alive = false;
+        }
+        KraftState {
+            quorum_size: self.n(),
+            voters,
+            ghost: Ghost {
+                committed: [None; MAX_LOG],
+                committed_conflict: false,
+                leader_of_epoch: [NO_VOTER; EPOCH_SLOTS],
+                two_leaders_in_epoch: false,
+                appended: 0,
+                crashes: 0,
+            },
+        }
+    }
+
+    /// Every step that may be enabled in `s`; `step` decides.
+    pub fn enabled_actions(&self, s: &KraftState, out: &mut Vec<KraftAction>) {
+        for a in 0..self.n() {
+            out.push(KraftAction::Timeout { voter: a });
+            out.push(KraftAction::BecomeLeader { candidate: a });
+            out.push(KraftAction::Append { leader: a });
+            out.push(KraftAction::Fetch { follower: a });
+            out.push(KraftAction::HandleFetchResponse { follower: a });
+            out.push(KraftAction::Resign { leader: a });
+            out.push(KraftAction::Crash { voter: a });
+            out.push(KraftAction::Restart { voter: a });
+            for b in 0..self.n() {
+                if a != b {
+                    out.push(KraftAction::HandleVote {
+                        candidate: a,
+                        voter: b,
+                    });
+                    out.push(KraftAction::BeginQuorumEpoch {
+                        leader: a,
+                        voter: b,
+                    });
+                }
+            }
+        }
+        out.retain(|a| self.step(s, *a).is_some());
+    }
+
+    /// The state after `action`, or `None` when it is not enabled or would change nothing.
+    pub fn step(&self, s: &KraftState, action: KraftAction) -> Option<KraftState> {
+        let mut next = *s;
+        let changed = match action {
+            KraftAction::Timeout { voter } => self.timeout(&mut next, voter),
+            KraftAction::HandleVote { candidate, voter } => {
+                self.handle_vote(&mut next, candidate, voter)
+            }
+            KraftAction::BecomeLeader { candidate } => self.become_leader(&mut next, candidate),
+            KraftAction::BeginQuorumEpoch { leader, voter } => {
+                self.begin_quorum_epoch(&mut next, leader, voter)
+            }
+            KraftAction::Append { leader } => self.append(&mut next, leader),
+            KraftAction::Fetch { follower } => self.fetch(&mut next, follower),
+            KraftAction::HandleFetchResponse { follower } => {
+                self.handle_fetch_response(&mut next, follower)
+            }
+            KraftAction::Resign { leader } => self.resign(&mut next, leader),
+            KraftAction::Crash { voter } => self.crash(&mut next, voter),
+            KraftAction::Restart { voter } => self.restart(&mut next, voter),
+        };
+        (changed && next != *s).then_some(next)
+    }
+
+    /// Moves a voter to a new epoch, unattached: no vote, no leader, nothing in flight.
+    fn enter_epoch(v: &mut Voter, epoch: Epoch) {
+        v.epoch = epoch;
+        v.role = Role::Unattached;
+        v.voted_for = NO_VOTER;
+        v.leader = NO_VOTER;
+        Self::clear_volatile(v);
+    }
+
+    /// Drops the candidate's votes, the leader's follower offsets and the Fetch response in
+    /// flight: they belong to the role and epoch being left (a stale response would be
+    /// discarded on arrival).
+    fn clear_volatile(v: &mut Voter) {
+        v.votes = 0;
+        v.end_offsets = [0; MAX_VOTERS];
+        v.fetch_response = None;
+    }
+
+    /// Timeout: a voter that is not the leader starts an election in the next epoch.
+    fn timeout(&self, s: &mut KraftState, id: VoterId) -> bool {
+        let v = &mut s.voters[id as usize];
+        if !v.alive || v.role == Role::Leader || v.epoch >= self.config.max_epoch {
+            return false;
+        }
+        Self::enter_epoch(v, v.epoch + 1);
+        v.role = Role::Candidate;
+        v.voted_for = id;
+        v.votes = 1 << id;
+        true
+    }
+
+    /// Whether a candidate's log, given by its last epoch and end offset, is at least as up to
+    /// date as `voter`'s (KIP-595: compare last epochs, then end offsets).
+    pub fn log_up_to_date(candidate: &Log, voter: &Log) -> bool {
+        (candidate.last_epoch(), candidate.end_offset()) >= (voter.last_epoch(), voter.end_offset())
+    }
+
+    /// HandleVote: a voter seeing a higher epoch moves to it (a leader steps down). It grants
+    /// its vote iff it has not voted for another voter in that epoch, knows no leader of it,
+    /// and the candidate's log is at least as up to date as its own.
+    fn handle_vote(&self, s: &mut KraftState, cid: VoterId, vid: VoterId) -> bool {
+        let c = s.voters[cid as usize];
+        if !c.alive || c.role != Role::Candidate || c.votes & (1 << vid) != 0 {
+            return false;
+        }
+        let v = &mut s.voters[vid as usize];
+        if !v.alive || v.epoch > c.epoch {
+            return false;
+        }
+        if v.epoch < c.epoch {
+            Self::enter_epoch(v, c.epoch);
+        }
+        let may_vote = match v.role {
+            Role::Unattached => true,
+            Role::Voted => v.voted_for == cid,
+            _ => false,
+        };
+        let log_ok = self.config.is(KraftVariant::VoteWithoutLogCheck)
+            || Self::log_up_to_date(&c.log, &v.log);
+        if may_vote && log_ok {
+            v.role = Role::Voted;
+            v.voted_for = cid;
+            s.voters[cid as usize].votes |= 1 << vid;
+        }
+        true
+    }
+
+    /// BecomeLeader: a candidate granted votes by a majority leads its epoch, and appends a
+    /// LeaderChange control record so that an entry of its epoch can commit (KIP-595).
+    fn become_leader(&self, s: &mut KraftState, id: VoterId) -> bool {
+        let v = &mut s.voters[id as usize];
+        if !v.alive
+            || v.role != Role::Candidate
+            || (v.votes.count_ones() as usize) < self.config.majority()
+        {
+            return false;
+        }
+        Self::clear_volatile(v);
+        v.role = Role::Leader;
+        v.leader = id;
+        let epoch = v.epoch;
+        if !v.log.is_full() {
+            v.log.append(Entry {
+                record: LEADER_CHANGE,
+                epoch,
+            });
+            self.flush_appended(v);
+        }
+        let slot = &mut s.ghost.leader_of_epoch[epoch as usize];
+        if *slot != NO_VOTER && *slot != id {
+            s.ghost.two_leaders_in_epoch = true;
+        }
+        *slot = id;
+        self.advance_high_watermark(s, id);
+        true
+    }
+
+    /// BeginQuorumEpoch: a voter in the leader's epoch or an earlier one follows the leader.
+    fn begin_quorum_epoch(&self, s: &mut KraftState, lid: VoterId, vid: VoterId) -> bool {
+        let l = s.voters[lid as usize];
+        let v = &mut s.voters[vid as usize];
+        if !l.is_leader() || !v.alive || v.epoch > l.epoch {
+            return false;
+        }
+        if v.epoch == l.epoch && v.role == Role::Follower {
+            return false;
+        }
+        if v.epoch < l.epoch {
+            Self::enter_epoch(v, l.epoch);
+        } else {
+            Self::clear_volatile(v);
+        }
+        v.role = Role::Follower;
+        v.leader = lid;
+        true
+    }
+
+    /// Append: the leader appends the next metadata record.
+    fn append(&self, s: &mut KraftState, id: VoterId) -> bool {
+        if s.ghost.appended >= self.config.records {
+            return false;
+        }
+        let v = &mut s.voters[id as usize];
+        if !v.is_leader() || v.log.is_full() {
+            return false;
+        }
+        s.ghost.appended += 1;
+        let entry = Entry {
+            record: s.ghost.appended,
+            epoch: v.epoch,
+        };
+        v.log.append(entry);
+        self.flush_appended(v);
+        self.advance_high_watermark(s, id);
+        true
+    }
+
+    fn flush_appended(&self, v: &mut Voter) {
+        if self.config.flush == FlushPolicy::Every {
+            v.flushed = v.log.end_offset();
+        }
+    }
+
+    /// Fetch: the follower sends its fetch offset (log end offset) and last fetched epoch to
+    /// the leader it knows. The leader answers with a diverging epoch when that pair is not in
+    /// its log; otherwise it records the follower's end offset, advances its high watermark,
+    /// and answers with the entries from the fetch offset on.
+    fn fetch(&self, s: &mut KraftState, fid: VoterId) -> bool {
+        let f = s.voters[fid as usize];
+        if !f.alive || f.role != Role::Follower || f.fetch_response.is_some() {
+            return false;
+        }
+        let lid = f.leader;
+        let l = s.voters[lid as usize];
+        if !l.is_leader() || l.epoch != f.epoch {
+            return false;
+        }
+        let fetch_offset = f.log.end_offset();
+        let last_fetched_epoch = f.log.last_epoch();
+        let (epoch, end_offset) = l.log.end_offset_for_epoch(last_fetched_epoch);
+        let result =
+            if fetch_offset > 0 && (epoch != last_fetched_epoch || end_offset < fetch_offset) {
+                FetchResult::DivergingEpoch { epoch, end_offset }
+            } else {
+                s.voters[lid as usize].end_offsets[fid as usize] = fetch_offset;
+                self.advance_high_watermark(s, lid);
+                FetchResult::Records(l.log.suffix(fetch_offset))
+            };
+        s.voters[fid as usize].fetch_response = Some(FetchResponse {
+            leader: lid,
+            epoch: l.epoch,
+            high_watermark: s.voters[lid as usize].high_watermark,
+            result,
+        });
+        true
+    }
+
+    /// HandleFetchResponse: on a diverging epoch the follower truncates to the smaller of the
+    /// leader's end offset for that epoch and its own; otherwise it appends the entries and
+    /// takes the leader's high watermark, bounded by its own log end offset.
+    fn handle_fetch_response(&self, s: &mut KraftState, fid: VoterId) -> bool {
+        let f = &mut s.voters[fid as usize];
+        let Some(resp) = f.fetch_response.take() else {
+            return false;
+        };
+        if !f.alive {
+            return false;
+        }
+        match resp.result {
+            FetchResult::DivergingEpoch { epoch, end_offset } => {
+                let (_, own_end) = f.log.end_offset_for_epoch(epoch);
+                let to = end_offset.min(own_end);
+                f.log.truncate(to);
+                f.flushed = f.flushed.min(to);
+                f.high_watermark = f.high_watermark.min(to);
+            }
+            FetchResult::Records(entries) => {
+                for e in entries.entries() {
+                    if f.log.is_full() {
+                        break;
+                    }
+                    f.log.append(*e);
+                }
+                self.flush_appended(f);
+                let hw = resp.high_watermark.min(f.log.end_offset());
+                f.high_watermark = f.high_watermark.max(hw);
+            }
+        }
+        true
+    }
+
+    /// Resign: the leader gives up its epoch and sends EndQuorumEpoch, so that the others
+    /// time out at once (timeouts are already free to fire in the model).
+    fn resign(&self, s: &mut KraftState, id: VoterId) -> bool {
+        let v = &mut s.voters[id as usize];
+        if !v.is_leader() {
+            return false;
+        }
+        Self::clear_volatile(v);
+        v.role = Role::Resigned;
+        true
+    }
+
+    /// Crash: the unflushed tail, the high watermark and all volatile state are lost; the
+    /// quorum state (epoch, vote, leader) is durable.
+    fn crash(&self, s: &mut KraftState, id: VoterId) -> bool {
+        if s.ghost.crashes >= self.config.max_crashes {
+            return false;
+        }
+        let v = &mut s.voters[id as usize];
+        if !v.alive {
+            return false;
+        }
+        v.alive = false;
+        v.log.truncate(v.flushed);
+        v.high_watermark = 0;
+        v.role = Role::Unattached;
+        Self::clear_volatile(v);
+        s.ghost.crashes += 1;
+        true
+    }
+
+    /// Restart: the role follows from the quorum state, as KIP-595's voters initialize: the
+    /// leader of the epoch resigns, a voter that knows the leader follows it, one that voted
+    /// for itself is a candidate again, one that voted for another stays voted.
+    fn restart(&self, s: &mut KraftState, id: VoterId) -> bool {
+        let v = &mut s.voters[id as usize];
+        if v.alive || id >= self.n() {
+            return false;
+        }
+        v.alive = true;
+        v.role = if v.leader == id {
+            Role::Resigned
+        } else if v.leader != NO_VOTER {
+            Role::Follower
+        } else if v.voted_for == id {
+            v.votes = 1 << id;
+            Role::Candidate
+        } else if v.voted_for != NO_VOTER {
+            Role::Voted
+        } else {
+            Role::Unattached
+        };
+        true
+    }
+
+    /// The leader's high watermark: the largest offset that a majority of voters' end
+    /// offsets reach (the leader counts what it has flushed), advanced only when the entry
+    /// below it is of the leader's own epoch (KIP-595; Raft's current-term rule). Every entry
+    /// below it is committed (ghost).
+    fn advance_high_watermark(&self, s: &mut KraftState, lid: VoterId) {
+        let n = self.n() as usize;
+        let l = &s.voters[lid as usize];
+        let mut ends: Vec<Offset> = (0..n)
+            .map(|v| {
+                if v == lid as usize {
+                    l.flushed
+                } else {
+                    l.end_offsets[v]
+                }
+            })
+            .collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = ends[self.config.majority() - 1];
+        if candidate <= l.high_watermark
+            || l.log.get(candidate - 1).map(|e| e.epoch) != Some(l.epoch)
+        {
+            return;
+        }
+        let (log, epoch) = (l.log, l.epoch);
+        s.voters[lid as usize].high_watermark = candidate;
+        for o in 0..candidate {
+            let entry = log.get(o).expect("below the log end offset");
+            match s.ghost.committed[o as usize] {
+                None => s.ghost.committed[o as usize] = Some((entry, epoch)),
+                Some((e, _)) if e != entry => s.ghost.committed_conflict = true,
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl stateright::Model for KraftModel {
+    type State = KraftState;
+    type Action = KraftAction;
+
+    fn init_states(&self) -> Vec<KraftState> {
+        vec![self.initial_state()]
+    }
+
+    fn actions(&self, state: &KraftState, actions: &mut Vec<KraftAction>) {
+        self.enabled_actions(state, actions);
+    }
+
+    fn next_state(&self, last: &KraftState, action: KraftAction) -> Option<KraftState> {
+        self.step(last, action)
+    }
+
+    fn properties(&self) -> Vec<stateright::Property<Self>> {
+        super::properties::all()
+    }
+
+    fn format_action(&self, action: &KraftAction) -> String {
+        action.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use KraftAction::*;
+
+    fn model() -> KraftModel {
+        KraftModel::new(KraftConfig::default())
+    }
+
+    fn run(m: &KraftModel, actions: &[KraftAction]) -> KraftState {
+        actions.iter().fold(m.initial_state(), |s, a| {
+            m.step(&s, *a)
+                .unwrap_or_else(|| panic!("{} is not enabled", a.describe()))
+        })
+    }
+
+    /// Voter 0 leads epoch 1 with votes from 0 and 1; voter 1 follows it.
+    fn elected() -> Vec<KraftAction> {
+        vec![
+            Timeout { voter: 0 },
+            HandleVote {
+                candidate: 0,
+                voter: 1,
+            },
+            BecomeLeader { candidate: 0 },
+            BeginQuorumEpoch {
+                leader: 0,
+                voter: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_voter_grants_one_vote_per_epoch() {
+        let m = model();
+        let s = run(
+            &m,
+            &[
+                Timeout { voter: 0 },
+                Timeout { voter: 1 },
+                HandleVote {
+                    candidate: 0,
+                    voter: 2,
+                },
+            ],
+        );
+        assert_eq!(s.voters[2].role, Role::Voted);
+        assert_eq!(s.voters[2].voted_for, 0);
+        assert_eq!(s.voters[0].votes, 0b101);
+        // Voter 1 is a candidate in the same epoch; voter 2 already voted for 0.
+        assert!(m
+            .step(
+                &s,
+                HandleVote {
+                    candidate: 1,
+                    voter: 2
+                }
+            )
+            .is_none());
+        // A candidate does not vote for another candidate of its epoch.
+        assert!(m
+            .step(
+                &s,
+                HandleVote {
+                    candidate: 1,
+                    voter: 0
+                }
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn a_vote_needs_a_log_at_least_as_up_to_date() {
+        let m = model();
+        let mut steps = elected();
+        steps.extend([
+            Append { leader: 0 },
+            Fetch { follower: 1 },
+            HandleFetchResponse { follower: 1 },
+            // Voter 2 never saw epoch 1's log; it starts epoch 1, then epoch 2.
+            Timeout { voter: 2 },
+            Timeout { voter: 2 },
+        ]);
+        let s = run(&m, &steps);
+        assert_eq!(s.voters[1].log.end_offset(), 2);
+        // Voter 1's log (last epoch 1) is ahead of the candidate's empty log: no vote, but it
+        // moves to epoch 2.
+        let t = m
+            .step(
+                &s,
+                HandleVote {
+                    candidate: 2,
+                    voter: 1,
+                },
+            )
+            .expect("the higher epoch is adopted");
+        assert_eq!(t.voters[1].epoch, 2);
+        assert_eq!(t.voters[1].role, Role::Unattached);
+        assert_eq!(t.voters[2].votes, 1 << 2);
+        // Without the check the vote is granted.
+        let flawed = KraftModel::new(KraftConfig {
+            variant: Some(KraftVariant::VoteWithoutLogCheck),
+            ..KraftConfig::default()
+        });
+        let t = flawed
+            .step(
+                &s,
+                HandleVote {
+                    candidate: 2,
+                    voter: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(t.voters[2].votes, 0b110);
+        // The comparison is by last epoch first, then end offset.
+        let mut longer_old = Log::default();
+        longer_old.append(Entry {
+            record: 0,
+            epoch: 1,
+        });
+        longer_old.append(Entry {
+            record: 1,
+            epoch: 1,
+        });
+        let mut shorter_new = Log::default();
+        shorter_new.append(Entry {
+            record: 0,
+            epoch: 2,
+        });
+        assert!(KraftModel::log_up_to_date(&shorter_new, &longer_old));
+        assert!(!KraftModel::log_up_to_date(&longer_old, &shorter_new));
+    }
+
+    #[test]
+    fn the_high_watermark_advances_by_majority() {
+        let m = model();
+        let mut steps = elected();
+        steps.push(Append { leader: 0 });
+        let s = run(&m, &steps);
+        // The leader alone is not a majority of 3.
+        assert_eq!(s.voters[0].high_watermark, 0);
+        let s = run(&m, &[steps.clone(), vec![Fetch { follower: 1 }]].concat());
+        // The fetch at offset 0 tells the leader nothing it did not know.
+        assert_eq!(s.voters[0].high_watermark, 0);
+        let s = run(
+            &m,
+            &[
+                steps,
+                vec![
+                    Fetch { follower: 1 },
+                    HandleFetchResponse { follower: 1 },
+                    Fetch { follower: 1 },
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(s.voters[0].high_watermark, 2);
+        assert_eq!(
+            s.ghost.committed[1],
+            Some((
+                Entry {
+                    record: 1,
+                    epoch: 1
+                },
+                1
+            ))
+        );
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_an_entry_of_the_current_epoch() {
+        let m = model();
+        let mut s = m.initial_state();
+        // Voter 0 leads epoch 3 with an old entry of epoch 1 that voter 1 also holds.
+        for v in 0..2 {
+            s.voters[v].log.append(Entry {
+                record: 1,
+                epoch: 1,
+            });
+            s.voters[v].flushed = 1;
+            s.voters[v].epoch = 3;
+            s.voters[v].leader = 0;
+        }
+        s.voters[0].role = Role::Leader;
+        s.voters[1].role = Role::Follower;
+        s.ghost.appended = 1;
+        let mut t = s;
+        m.fetch(&mut t, 1);
+        // A majority holds offset 0, but its entry is of epoch 1, not 3.
+        assert_eq!(t.voters[0].end_offsets[1], 1);
+        assert_eq!(t.voters[0].high_watermark, 0);
+        assert!(t.ghost.committed[0].is_none());
+        // Once an entry of epoch 3 is replicated, both commit.
+        let s = [
+            Append { leader: 0 },
+            // The response in flight was cut before the append.
+            HandleFetchResponse { follower: 1 },
+            Fetch { follower: 1 },
+            HandleFetchResponse { follower: 1 },
+            Fetch { follower: 1 },
+        ]
+        .iter()
+        .fold(t, |s, a| m.step(&s, *a).unwrap());
+        assert_eq!(s.voters[0].high_watermark, 2);
+        assert_eq!(
+            s.ghost.committed[0],
+            Some((
+                Entry {
+                    record: 1,
+                    epoch: 1
+                },
+                3
+            ))
+        );
+    }
+
+    #[test]
+    fn a_follower_truncates_on_a_diverging_epoch() {
+        let m = model();
+        let mut s = m.initial_state();
+        // Voter 1 holds an entry of epoch 1 that the leader of epoch 2 never had.
+        s.voters[0].log.append(Entry {
+            record: 0,
+            epoch: 2,
+        });
+        s.voters[1].log.append(Entry {
+            record: 0,
+            epoch: 1,
+        });
+        s.voters[1].log.append(Entry {
+            record: 1,
+            epoch: 1,
+        });
+        for v in 0..2 {
+            s.voters[v].flushed = s.voters[v].log.end_offset();
+            s.voters[v].epoch = 2;
+            s.voters[v].leader = 0;
+        }
+        s.voters[0].role = Role::Leader;
+        s.voters[1].role = Role::Follower;
+        let s = m.step(&s, Fetch { follower: 1 }).unwrap();
+        assert_eq!(
+            s.voters[1].fetch_response.unwrap().result,
+            FetchResult::DivergingEpoch {
+                epoch: 0,
+                end_offset: 0
+            }
+        );
+        // The leader learned nothing about the follower's end offset.
+        assert_eq!(s.voters[0].end_offsets[1], 0);
+        let s = m.step(&s, HandleFetchResponse { follower: 1 }).unwrap();
+        assert_eq!(s.voters[1].log.end_offset(), 0);
+        assert_eq!(s.voters[1].flushed, 0);
+        // The next fetch replicates the leader's log.
+        let s = [Fetch { follower: 1 }, HandleFetchResponse { follower: 1 }]
+            .iter()
+            .fold(s, |s, a| m.step(&s, *a).unwrap());
+        assert_eq!(s.voters[1].log, s.voters[0].log);
+    }
+
+    #[test]
+    fn a_crash_keeps_the_quorum_state_and_the_flushed_log() {
+        let m = KraftModel::new(KraftConfig {
+            flush: FlushPolicy::Never,
+            ..KraftConfig::default()
+        });
+        let mut steps = elected();
+        steps.extend([
+            Append { leader: 0 },
+            Crash { voter: 0 },
+            Restart { voter: 0 },
+        ]);
+        let s = run(&m, &steps);
+        let v = s.voters[0];
+        assert_eq!(
+            (v.role, v.epoch, v.voted_for, v.leader),
+            (Role::Resigned, 1, 0, 0)
+        );
+        assert_eq!(v.log.end_offset(), 0);
+        // Only `max_crashes` crashes.
+        assert!(m.step(&s, Crash { voter: 1 }).is_none());
+        // With every append flushed, the log survives.
+        let s = run(&model(), &steps);
+        assert_eq!(s.voters[0].log.end_offset(), 2);
+    }
+}
