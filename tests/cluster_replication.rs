@@ -399,7 +399,8 @@ fn restart_cuts_a_torn_or_corrupt_segment_tail() {
     };
     let n = bytes.len();
     bytes[n - 3] ^= 0xff;
-    bytes.extend_from_slice(&bytes[..40].to_vec());
+    let torn: Vec<u8> = bytes[..40].to_vec();
+    bytes.extend_from_slice(&torn);
     std::fs::write(&segment, &bytes).unwrap();
     cluster.start_node(broker);
     cluster.wait_until(Duration::from_secs(15), "the partition leads again", |c| {

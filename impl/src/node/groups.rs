@@ -132,8 +132,10 @@ impl GroupService {
             .unwrap_or_else(|e| e.into_inner())
             .insert(request_id, tx);
         let now = now_ms();
-        let reply = self
-            .with_coordinator(|c| c.handle_request(request_id, header, "/127.0.0.1", request, now));
+        let reply = self.with_coordinator(|c| {
+            c.handle_request(request_id, header, "/127.0.0.1", request, now)
+                .map_err(|_| ())
+        });
         match reply {
             Err(_) => {
                 self.forget(request_id);
@@ -227,7 +229,7 @@ impl GroupService {
                 .with_configs(vec![
                     create_topics_request::CreatableTopicConfig::default()
                         .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                        .with_value(Some(StrBytes::from_string((rf.min(2)).max(1).to_string()))),
+                        .with_value(Some(StrBytes::from_string(rf.clamp(1, 2).to_string()))),
                 ])]);
         if let Err(e) = shared
             .forward_to_controller(5, RequestKind::CreateTopics(req))
