@@ -34,6 +34,11 @@ struct Cli {
     /// First port of the local cluster.
     #[arg(long, global = true, default_value_t = 39092)]
     base_port: u16,
+    /// `broker.session.timeout.ms` of the cluster (Kafka's default 9000): how long the
+    /// controller waits for a silent broker before fencing it, the bulk of a crash failover.
+    /// Heartbeats are sent every sixth of it. Passed to the nodes as KAFKA_ variables.
+    #[arg(long, global = true, default_value_t = 9000)]
+    session_timeout_ms: u64,
     #[command(subcommand)]
     command: Mode,
 }
@@ -88,6 +93,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let dir = tempfile::tempdir()?;
+    std::env::set_var("KAFKA_BROKER_SESSION_TIMEOUT_MS", cli.session_timeout_ms.to_string());
+    std::env::set_var(
+        "KAFKA_BROKER_HEARTBEAT_INTERVAL_MS",
+        (cli.session_timeout_ms / 6).max(50).to_string(),
+    );
     let cluster = LocalCluster::up(&osprey, dir.path(), cli.base_port)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,7 +128,12 @@ fn main() -> anyhow::Result<()> {
                     println!("{}", serde_json::json!({ "failover_ms": ms }));
                 } else {
                     for (i, t) in ms.iter().enumerate() {
-                        println!("failover {}: {t:.0} ms (leader SIGKILL → first acks=all write acknowledged)", i + 1);
+                        println!(
+                            "failover {}: {t:.0} ms (leader SIGKILL → first acks=all write acknowledged; \
+                             broker.session.timeout.ms={})",
+                            i + 1,
+                            cli.session_timeout_ms
+                        );
                     }
                 }
                 Ok(())
