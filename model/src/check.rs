@@ -148,7 +148,7 @@ pub fn check_partition(
             if let Some(path) = found {
                 violated = true;
                 if counterexample.is_none() {
-                    let actions = path.clone().into_actions();
+                    let actions = model.with_eager_steps(&path.clone().into_actions());
                     counterexample = Trace::from_actions(&model, &actions).ok();
                 }
             }
@@ -165,7 +165,7 @@ pub fn check_partition(
             continue;
         }
         if let Some(path) = discoveries.get(p.name) {
-            let actions = path.clone().into_actions();
+            let actions = model.with_eager_steps(&path.clone().into_actions());
             if counterexample
                 .as_ref()
                 .is_none_or(|t: &Trace| actions.len() < t.steps.len() - 1)
