@@ -93,7 +93,10 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let dir = tempfile::tempdir()?;
-    std::env::set_var("KAFKA_BROKER_SESSION_TIMEOUT_MS", cli.session_timeout_ms.to_string());
+    std::env::set_var(
+        "KAFKA_BROKER_SESSION_TIMEOUT_MS",
+        cli.session_timeout_ms.to_string(),
+    );
     std::env::set_var(
         "KAFKA_BROKER_HEARTBEAT_INTERVAL_MS",
         (cli.session_timeout_ms / 6).max(50).to_string(),
