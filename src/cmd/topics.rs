@@ -17,7 +17,7 @@ use osprey_broker::client::Connection;
 
 #[derive(Args, Debug)]
 pub struct TopicsArgs {
-    /// A broker to talk to, `HOST:PORT`.
+    /// Brokers to talk to, `HOST:PORT[,HOST:PORT...]` (the first reachable one is used).
     #[arg(long, global = true, default_value = "127.0.0.1:9092")]
     pub bootstrap_server: String,
     #[command(subcommand)]
@@ -97,13 +97,7 @@ fn sb(s: &str) -> StrBytes {
 }
 
 async fn execute(args: TopicsArgs) -> anyhow::Result<String> {
-    let mut conn = Connection::connect(
-        &args.bootstrap_server,
-        "osprey-topics",
-        Duration::from_secs(5),
-    )
-    .await
-    .with_context(|| format!("cannot reach {}", args.bootstrap_server))?;
+    let mut conn = connect_any(&args.bootstrap_server).await?;
     match args.command {
         TopicsCommand::Create {
             topic,
@@ -244,6 +238,23 @@ async fn execute(args: TopicsArgs) -> anyhow::Result<String> {
             Ok(format_describe(&topics, filter))
         }
     }
+}
+
+/// Connects to the first reachable broker of a comma-separated bootstrap list.
+async fn connect_any(bootstrap: &str) -> anyhow::Result<Connection> {
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match Connection::connect(addr, "osprey-topics", Duration::from_secs(5)).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("empty --bootstrap-server")))
+        .with_context(|| format!("cannot reach any of {bootstrap}"))
 }
 
 async fn metadata(conn: &mut Connection, topic: Option<&str>) -> anyhow::Result<MetadataResponse> {
