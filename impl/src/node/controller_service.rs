@@ -156,6 +156,26 @@ impl ControllerService {
         out
     }
 
+    /// `validate_only` requests run the operation on a copy of the controller and keep
+    /// nothing; others commit.
+    fn commit_or_validate<T>(
+        &self,
+        validate_only: bool,
+        op: impl FnOnce(&mut Controller) -> T,
+    ) -> T {
+        if validate_only {
+            let mut scratch = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .controller
+                .clone();
+            op(&mut scratch)
+        } else {
+            self.commit(op)
+        }
+    }
+
     fn read_log(&self, from: i64, max_bytes: usize) -> Result<(Bytes, i64), i16> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let end = state.log.log_end_offset();
@@ -381,17 +401,7 @@ impl ControllerService {
                     (id, partitions, rf)
                 })
             };
-            let result = if req.validate_only {
-                let mut scratch = self
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .controller
-                    .clone();
-                create(&mut scratch)
-            } else {
-                self.commit(create)
-            };
+            let result = self.commit_or_validate(req.validate_only, create);
             let mut r = CreatableTopicResult::default()
                 .with_name(t.name.clone())
                 .with_num_partitions(-1)
@@ -475,17 +485,8 @@ impl ControllerService {
                     "manual assignment of new partitions is not supported",
                 ));
             } else {
-                let result = if req.validate_only {
-                    let mut scratch = self
-                        .state
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .controller
-                        .clone();
-                    scratch.create_partitions(&name, t.count)
-                } else {
-                    self.commit(|c| c.create_partitions(&name, t.count))
-                };
+                let result = self
+                    .commit_or_validate(req.validate_only, |c| c.create_partitions(&name, t.count));
                 if let Err(e) = result {
                     (r.error_code, r.error_message) = error_parts(&e);
                 }
@@ -529,17 +530,8 @@ impl ControllerService {
             }
             if r.error_code == 0 {
                 let topic = res.resource_name.to_string();
-                let result = if req.validate_only {
-                    let mut scratch = self
-                        .state
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .controller
-                        .clone();
-                    scratch.alter_configs(&topic, &changes)
-                } else {
-                    self.commit(|c| c.alter_configs(&topic, &changes))
-                };
+                let result = self
+                    .commit_or_validate(req.validate_only, |c| c.alter_configs(&topic, &changes));
                 if let Err(e) = result {
                     (r.error_code, r.error_message) = error_parts(&e);
                 }
