@@ -330,7 +330,9 @@ fn read_offsets_partition(shared: &NodeShared, partition: i32) -> Vec<(Bytes, By
 }
 
 /// Writes the coordinator's records to `__consumer_offsets` with acks=all and reports
-/// each outcome back, one append at a time per partition in effect order.
+/// each outcome back, in the order the coordinator asked for them: appends to a partition
+/// commit in offset order, and a second task awaits them in that same order, so an older
+/// commit's completion can never overtake a newer one's.
 pub async fn run(shared: Arc<NodeShared>) {
     let rx = shared
         .groups
@@ -339,10 +341,29 @@ pub async fn run(shared: Arc<NodeShared>) {
         .unwrap_or_else(|e| e.into_inner())
         .take();
     let Some(mut rx) = rx else { return };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Option<u64>, Completion)>();
+    let completer = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some((request_id, completion)) = done_rx.recv().await {
+                let code = match completion {
+                    Completion::Now(code) => code,
+                    // Answered by the replica itself at the latest at its timeout.
+                    Completion::Wait(wait) => {
+                        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+                            Ok(Ok(c)) => c.error_code,
+                            _ => crate::replication::error_codes::REQUEST_TIMED_OUT,
+                        }
+                    }
+                };
+                shared.groups.complete_append(request_id, code);
+            }
+        })
+    };
     while let Some(append) = rx.recv().await {
         let tp = TopicPartition::new(OFFSETS_TOPIC, append.partition);
-        let code = match shared.replicas.get(&tp) {
-            None => NOT_COORDINATOR,
+        let completion = match shared.replicas.get(&tp) {
+            None => Completion::Now(NOT_COORDINATOR),
             Some(slot) => {
                 let now = now_ms();
                 let mut builder = BatchBuilder::new(now as i64);
@@ -351,23 +372,20 @@ pub async fn run(shared: Arc<NodeShared>) {
                         builder.record(now as i64, Some(k), (!v.is_empty()).then_some(&v[..]));
                 }
                 match slot.produce(&shared.replicas, builder.build(), Acks::All, 5_000, now) {
-                    ProduceWait::Done(c) => c.error_code,
-                    ProduceWait::Parked(wait) => {
-                        // Answered by the replica itself at the latest at its timeout.
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            let code =
-                                match tokio::time::timeout(Duration::from_secs(10), wait).await {
-                                    Ok(Ok(c)) => c.error_code,
-                                    _ => crate::replication::error_codes::REQUEST_TIMED_OUT,
-                                };
-                            shared.groups.complete_append(append.request_id, code);
-                        });
-                        continue;
-                    }
+                    ProduceWait::Done(c) => Completion::Now(c.error_code),
+                    ProduceWait::Parked(wait) => Completion::Wait(wait),
                 }
             }
         };
-        shared.groups.complete_append(append.request_id, code);
+        if done_tx.send((append.request_id, completion)).is_err() {
+            break;
+        }
     }
+    completer.abort();
+}
+
+/// An append's outcome: known now, or when the replica's purgatory answers.
+enum Completion {
+    Now(i16),
+    Wait(oneshot::Receiver<crate::replication::ProduceCompletion>),
 }
