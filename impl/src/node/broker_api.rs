@@ -341,31 +341,27 @@ impl BrokerApi {
                     .with_timestamp(-1)
                     .with_offset(-1)
                     .with_leader_epoch(-1);
-                match s.replicas.get(&tp) {
-                    None => pr.error_code = s.not_hosted_error(&tp),
-                    Some(slot) => slot.with_replica(&s.replicas, |r| {
-                        if let Some(code) = leader_epoch_check(r, p.current_leader_epoch) {
-                            pr.error_code = code;
-                            return;
-                        }
-                        if version >= 4 {
-                            pr.leader_epoch = r.leader_epoch();
-                        }
-                        match p.timestamp {
-                            // LATEST (and MAX_TIMESTAMP's offset): the high watermark.
-                            -1 => pr.offset = r.high_watermark(),
-                            // EARLIEST
-                            -2 => pr.offset = r.log().log_start_offset(),
-                            ts => {
-                                if let Some((offset, t)) =
-                                    offset_for_timestamp(r.log(), ts, r.high_watermark())
-                                {
-                                    pr.offset = offset;
-                                    pr.timestamp = t;
-                                }
+                let led = s.with_led_replica(&tp, p.current_leader_epoch, |r| {
+                    if version >= 4 {
+                        pr.leader_epoch = r.leader_epoch();
+                    }
+                    match p.timestamp {
+                        // LATEST (and MAX_TIMESTAMP's offset): the high watermark.
+                        -1 => pr.offset = r.high_watermark(),
+                        // EARLIEST
+                        -2 => pr.offset = r.log().log_start_offset(),
+                        ts => {
+                            if let Some((offset, t)) =
+                                offset_for_timestamp(r.log(), ts, r.high_watermark())
+                            {
+                                pr.offset = offset;
+                                pr.timestamp = t;
                             }
                         }
-                    }),
+                    }
+                });
+                if let Err(code) = led {
+                    pr.error_code = code;
                 }
                 tr.partitions.push(pr);
             }
@@ -388,23 +384,19 @@ impl BrokerApi {
                     .with_partition(p.partition)
                     .with_leader_epoch(-1)
                     .with_end_offset(-1);
-                match s.replicas.get(&tp) {
-                    None => pr.error_code = s.not_hosted_error(&tp),
-                    Some(slot) => slot.with_replica(&s.replicas, |r| {
-                        if let Some(code) = leader_epoch_check(r, p.current_leader_epoch) {
-                            pr.error_code = code;
-                            return;
-                        }
-                        let answer = if p.leader_epoch == r.leader_epoch() {
-                            Some((r.leader_epoch(), r.log_end_offset()))
-                        } else {
-                            r.log().end_offset_for_epoch(p.leader_epoch)
-                        };
-                        if let Some((epoch, end)) = answer {
-                            pr.leader_epoch = epoch;
-                            pr.end_offset = end;
-                        }
-                    }),
+                let led = s.with_led_replica(&tp, p.current_leader_epoch, |r| {
+                    let answer = if p.leader_epoch == r.leader_epoch() {
+                        Some((r.leader_epoch(), r.log_end_offset()))
+                    } else {
+                        r.log().end_offset_for_epoch(p.leader_epoch)
+                    };
+                    if let Some((epoch, end)) = answer {
+                        pr.leader_epoch = epoch;
+                        pr.end_offset = end;
+                    }
+                });
+                if let Err(code) = led {
+                    pr.error_code = code;
                 }
                 tr.partitions.push(pr);
             }
@@ -537,7 +529,10 @@ fn metadata_partition(
 
 /// KIP-320's check of a client's `current_leader_epoch` (-1: not checked); the replica
 /// must lead.
-fn leader_epoch_check(r: &crate::replication::Replica, current_leader_epoch: i32) -> Option<i16> {
+pub(super) fn leader_epoch_check(
+    r: &crate::replication::Replica,
+    current_leader_epoch: i32,
+) -> Option<i16> {
     if !r.is_leader() {
         return Some(ec::NOT_LEADER_OR_FOLLOWER);
     }

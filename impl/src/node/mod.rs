@@ -105,6 +105,26 @@ impl NodeShared {
         }
     }
 
+    /// Runs `f` on the replica of `tp` if this broker leads it in `current_leader_epoch`
+    /// (-1: any epoch, KIP-320); otherwise the Kafka error a client acts on.
+    pub fn with_led_replica<T>(
+        &self,
+        tp: &TopicPartition,
+        current_leader_epoch: i32,
+        f: impl FnOnce(&crate::replication::Replica) -> T,
+    ) -> Result<T, i16> {
+        let slot = self
+            .replicas
+            .get(tp)
+            .ok_or_else(|| self.not_hosted_error(tp))?;
+        slot.with_replica(&self.replicas, |r| {
+            match broker_api::leader_epoch_check(r, current_leader_epoch) {
+                Some(code) => Err(code),
+                None => Ok(f(r)),
+            }
+        })
+    }
+
     /// Sends a request to the active controller, reconnecting (and trying every voter)
     /// as needed.
     pub async fn controller_request(
