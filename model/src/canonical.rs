@@ -69,6 +69,13 @@ pub fn erase_unobservable(s: &mut PartitionState) {
         r.is_leader(b as BrokerId).then_some(r.leader_epoch)
     });
     let c = s.controller;
+    // A sticky witness flag: no step and no always-property reads it; only the sometimes
+    // property FollowerTruncatesDivergedTail does. States that differ only in it are
+    // bisimilar for every always-property, so merging them can hide no violation. It can
+    // only hide the witness, if every state where a truncation happens were merged into an
+    // earlier one; the checker then reports the witness as not found (never a false "holds"
+    // of an always-property), and the default check finds it.
+    s.ghost.truncated_diverged_tail = false;
     for (me, r) in s.brokers[..n].iter_mut().enumerate() {
         // Dead metadata. A live follower with no response in flight whose (leader, leader
         // epoch) is no longer the controller's, and whose leader no longer leads in that epoch,

@@ -38,6 +38,58 @@ impl fmt::Display for FlushPolicy {
     }
 }
 
+/// How a follower's fetch is delivered: the grain of the Fetch steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FetchDelivery {
+    /// The leader handles the request and the follower its response in one transition, as
+    /// the public TLA+ specifications of Kafka replication model a fetch. The transition is
+    /// still two named steps (`Fetch`, then `HandleFetchResponse`) in traces, so they replay
+    /// step by step.
+    #[default]
+    Atomic,
+    /// The response stays in flight (one per follower) while any other step may run: a
+    /// finer model, in which a response can arrive after the follower learned a new leader
+    /// epoch (what KIP-320 fences), or be lost to a crash after the leader counted it.
+    Split,
+}
+
+impl FetchDelivery {
+    /// Atomic, but split for the two flaws that show with a response in flight: a late
+    /// response applied in a newer epoch (unfenced-truncation), and a follower elected while
+    /// the response that carried the advanced high watermark is still on its way, so that it
+    /// leads with a lagging one (no-expand-guard; atomic delivery needs more records and
+    /// epochs than the default bounds to lag it).
+    pub fn default_for(variant: Option<Variant>) -> FetchDelivery {
+        match variant {
+            Some(Variant::UnfencedTruncation | Variant::NoExpandGuard) => FetchDelivery::Split,
+            _ => FetchDelivery::Atomic,
+        }
+    }
+}
+
+impl FromStr for FetchDelivery {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "atomic" => Ok(FetchDelivery::Atomic),
+            "split" => Ok(FetchDelivery::Split),
+            other => Err(ConfigError(format!(
+                "unknown fetch delivery '{other}': expected 'atomic' or 'split'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for FetchDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FetchDelivery::Atomic => "atomic",
+            FetchDelivery::Split => "split",
+        })
+    }
+}
+
 /// A historical Kafka flaw that can be switched on; the checker must find it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -111,6 +163,7 @@ impl Variant {
     pub fn small_config(self) -> ModelConfig {
         let mut c = ModelConfig {
             variant: Some(self),
+            fetch: FetchDelivery::default_for(Some(self)),
             ..ModelConfig::default()
         };
         match self {
@@ -213,6 +266,9 @@ pub struct ModelConfig {
     pub unclean: bool,
     pub flush: FlushPolicy,
     pub acks: AcksChoice,
+    /// Whether fetch responses travel on their own (absent from older traces: atomic).
+    #[serde(default)]
+    pub fetch: FetchDelivery,
     pub variant: Option<Variant>,
 }
 
@@ -228,6 +284,7 @@ impl Default for ModelConfig {
             unclean: false,
             flush: FlushPolicy::Never,
             acks: AcksChoice::All,
+            fetch: FetchDelivery::Atomic,
             variant: None,
         }
     }

@@ -24,6 +24,6 @@ pub mod trace;
 pub mod types;
 
 pub use action::Action;
-pub use config::{AcksChoice, ConfigError, FlushPolicy, ModelConfig, Variant};
+pub use config::{AcksChoice, ConfigError, FetchDelivery, FlushPolicy, ModelConfig, Variant};
 pub use partition::PartitionModel;
 pub use state::PartitionState;

@@ -3,7 +3,7 @@
 //! of the state, written so that it can be read next to the broker code that implements it.
 
 use crate::action::Action;
-use crate::config::{AcksChoice, FlushPolicy, ModelConfig, Variant};
+use crate::config::{AcksChoice, FetchDelivery, FlushPolicy, ModelConfig, Variant};
 use crate::state::*;
 use crate::types::*;
 
@@ -245,21 +245,23 @@ impl PartitionModel {
         (applied && n != *s).then_some(n)
     }
 
-    /// The successor the checker explores: `action`'s step followed by the eager
-    /// BecomeFollower steps it enables (see [`PartitionModel::eager_follower`]). Together with
-    /// those steps it is a run of the model; [`PartitionModel::with_eager_steps`] names them.
+    /// The successor the checker explores: `action`'s step followed by the eager steps it
+    /// enables (see [`PartitionModel::eager_step`]). Together with those steps it is a run of
+    /// the model; [`PartitionModel::with_eager_steps`] names them.
     pub fn successor(&self, s: &PartitionState, action: Action) -> Option<PartitionState> {
         let mut n = self.step(s, action)?;
-        while let Some(b) = self.eager_follower(&n) {
+        let mut last = action;
+        while let Some(eager) = self.eager_step(last, &n) {
             n = self
-                .step(&n, Action::BecomeFollower { broker: b })
-                .expect("an eager BecomeFollower changes the state");
+                .step(&n, eager)
+                .expect("an eager step is enabled and changes the state");
+            last = eager;
         }
         Some(n)
     }
 
     /// The steps of the checker's transitions taken by `actions` from the initial state: each
-    /// action followed by the BecomeFollower steps [`PartitionModel::successor`] takes with it.
+    /// action followed by the eager steps [`PartitionModel::successor`] takes with it.
     /// The result replays step by step with [`PartitionModel::step`].
     pub fn with_eager_steps(&self, actions: &[Action]) -> Vec<Action> {
         let mut s = self.initial_state();
@@ -271,16 +273,35 @@ impl PartitionModel {
                 out.extend_from_slice(&actions[out.len()..]);
                 return out;
             };
-            while let Some(b) = self.eager_follower(&n) {
-                let bf = Action::BecomeFollower { broker: b };
+            let mut last = *a;
+            while let Some(eager) = self.eager_step(last, &n) {
                 n = self
-                    .step(&n, bf)
-                    .expect("an eager BecomeFollower changes the state");
-                out.push(bf);
+                    .step(&n, eager)
+                    .expect("an eager step is enabled and changes the state");
+                out.push(eager);
+                last = eager;
             }
             s = n;
         }
         out
+    }
+
+    /// The step the checker takes at once after `last`, in the same transition, if any:
+    /// - under atomic fetch delivery ([`FetchDelivery::Atomic`]), the follower handles the
+    ///   response to the Fetch it just sent (a fetch whose response would change nothing
+    ///   leaves none in flight);
+    /// - otherwise a BecomeFollower of a live follower whose metadata is dead
+    ///   ([`PartitionModel::eager_follower`]).
+    pub fn eager_step(&self, last: Action, s: &PartitionState) -> Option<Action> {
+        if let Action::Fetch { follower } = last {
+            if self.config.fetch == FetchDelivery::Atomic
+                && s.replica(follower).inflight_fetch.is_some()
+            {
+                return Some(Action::HandleFetchResponse { follower });
+            }
+        }
+        self.eager_follower(s)
+            .map(|broker| Action::BecomeFollower { broker })
     }
 
     /// A live follower whose metadata is dead and that the checker moves to the controller's
@@ -1256,6 +1277,32 @@ mod tests {
         assert_eq!(expanded.last(), Some(&Action::BecomeFollower { broker: 2 }));
         let trace = crate::trace::Trace::from_actions(&m, &expanded).unwrap();
         trace.validate().unwrap();
+    }
+
+    #[test]
+    fn an_atomic_fetch_is_handled_in_the_same_transition() {
+        let m = model();
+        let s = run(&m, &[PRODUCE]);
+        let fetch = Action::Fetch { follower: 1 };
+        let fused = m.successor(&s, fetch).unwrap();
+        assert_eq!(fused.replica(1).inflight_fetch, None);
+        assert_eq!(fused.replica(1).log_end_offset(), 1);
+        assert_eq!(fused, run_from(&m, s, &replicate(1)));
+        // Traces name both steps.
+        let expanded = m.with_eager_steps(&[PRODUCE, fetch]);
+        assert_eq!(expanded[1..], replicate(1));
+        // Split delivery leaves the response in flight.
+        let split = PartitionModel::new(ModelConfig {
+            fetch: FetchDelivery::Split,
+            ..ModelConfig::default()
+        });
+        let s = run(&split, &[PRODUCE]);
+        assert!(split
+            .successor(&s, fetch)
+            .unwrap()
+            .replica(1)
+            .inflight_fetch
+            .is_some());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! flaw (`--variant`) as a counterexample that replays as a run of the model.
 
 use osprey_model::check::{check_partition, CheckOptions, Engine};
-use osprey_model::{ModelConfig, Variant};
+use osprey_model::{FetchDelivery, ModelConfig, Variant};
 
 fn opts() -> CheckOptions {
     CheckOptions {
@@ -14,18 +14,30 @@ fn opts() -> CheckOptions {
 
 #[test]
 fn default_protocol_holds_exhaustively_within_small_bounds() {
-    let config = ModelConfig {
-        records: 1,
-        max_epoch: 1,
-        ..ModelConfig::default()
-    };
-    let report = check_partition(config, &opts(), |_| {});
-    assert_eq!(report.verdict, "ok", "{:?}", report.counterexample);
-    assert!(report.complete);
-    assert!(report.unique_states > 100_000, "{}", report.unique_states);
-    for p in &report.properties {
-        assert!(p.holds, "{} ({}) does not hold", p.name, p.expectation);
+    // Both grains of fetch: the default atomic delivery and responses in flight.
+    let mut counts = Vec::new();
+    for fetch in [FetchDelivery::Atomic, FetchDelivery::Split] {
+        let config = ModelConfig {
+            records: 1,
+            max_epoch: 1,
+            fetch,
+            ..ModelConfig::default()
+        };
+        let report = check_partition(config, &opts(), |_| {});
+        assert_eq!(report.verdict, "ok", "{fetch}: {:?}", report.counterexample);
+        assert!(report.complete);
+        for p in &report.properties {
+            assert!(
+                p.holds,
+                "{fetch}: {} ({}) does not hold",
+                p.name, p.expectation
+            );
+        }
+        counts.push(report.unique_states);
     }
+    assert!(counts[0] > 50_000, "{counts:?}");
+    // Atomic delivery only leaves out the states with a response in flight.
+    assert!(counts[0] < counts[1], "{counts:?}");
 }
 
 #[test]

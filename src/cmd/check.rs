@@ -4,7 +4,9 @@ use clap::Args;
 use osprey_model::check::{
     check_partition, CheckOptions, CheckReport, Counterexample, Engine, Progress,
 };
-use osprey_model::{AcksChoice, ConfigError, FlushPolicy, ModelConfig, PartitionModel, Variant};
+use osprey_model::{
+    AcksChoice, ConfigError, FetchDelivery, FlushPolicy, ModelConfig, PartitionModel, Variant,
+};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -38,6 +40,11 @@ pub struct ModelArgs {
     /// Producer acks explored: all, or both (acks=all and acks=1 per record).
     #[arg(long, default_value = "all")]
     pub acks: AcksChoice,
+    /// Fetch delivery: atomic (the follower handles the response in the fetch's transition,
+    /// as the TLA+ specifications of Kafka do) or split (responses in flight on their own).
+    /// Default: atomic, split for the unfenced-truncation variant, whose flaw needs it.
+    #[arg(long)]
+    pub fetch: Option<FetchDelivery>,
     /// Switch on a historical Kafka flaw (see `specs/replication.md`, `specs/kraft.md`).
     #[arg(long)]
     pub variant: Option<String>,
@@ -50,6 +57,7 @@ impl ModelArgs {
     }
 
     pub fn config(&self) -> Result<ModelConfig, ConfigError> {
+        let variant: Option<Variant> = self.variant.as_deref().map(str::parse).transpose()?;
         Ok(ModelConfig {
             brokers: self.brokers,
             records: self.records,
@@ -60,7 +68,10 @@ impl ModelArgs {
             unclean: self.unclean,
             flush: self.flush.unwrap_or(FlushPolicy::Never),
             acks: self.acks,
-            variant: self.variant.as_deref().map(str::parse).transpose()?,
+            fetch: self
+                .fetch
+                .unwrap_or_else(|| FetchDelivery::default_for(variant)),
+            variant,
         })
     }
 }
@@ -220,7 +231,7 @@ pub(super) fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
 
 pub fn describe_config(c: &ModelConfig) -> String {
     format!(
-        "partition model: {} brokers, {} records, epochs <= {}, {} crash(es), {} ISR change(s), min.insync.replicas={}, unclean election {}, flush {}, acks {}{}",
+        "partition model: {} brokers, {} records, epochs <= {}, {} crash(es), {} ISR change(s), min.insync.replicas={}, unclean election {}, flush {}, acks {}, fetch {}{}",
         c.brokers,
         c.records,
         c.max_epoch,
@@ -233,6 +244,7 @@ pub fn describe_config(c: &ModelConfig) -> String {
             AcksChoice::All => "all",
             AcksChoice::Both => "all|1",
         },
+        c.fetch,
         c.variant
             .map(|v| format!(", variant {v} ({})", v.description()))
             .unwrap_or_default()
