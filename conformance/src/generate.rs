@@ -43,7 +43,8 @@ impl SplitMix64 {
     }
 }
 
-/// The steps enabled in `s` that change it (what the checker would explore), in the
+/// The steps enabled in `s` that change it (what the checker would explore) and that
+/// Kafka's controller takes the same way ([`crate::controller::kafka_takes`]), in the
 /// model's order.
 pub fn successors(model: &PartitionModel, s: &PartitionState) -> Vec<(Action, PartitionState)> {
     let mut actions = Vec::new();
@@ -51,6 +52,7 @@ pub fn successors(model: &PartitionModel, s: &PartitionState) -> Vec<(Action, Pa
     actions
         .into_iter()
         .filter_map(|a| model.step(s, a).map(|n| (a, n)))
+        .filter(|(a, n)| crate::controller::kafka_takes(model, s, *a, n))
         .collect()
 }
 

@@ -43,7 +43,7 @@ use osprey_model::{Action, FlushPolicy, ModelConfig};
 use serde::Serialize;
 
 use crate::abstraction::{diff, record_batch, state_view, BrokerNode, BrokerSlot};
-use crate::controller::{ControllerDriver, ModelRulesController};
+use crate::controller::{ControllerDriver, KafkaController};
 
 /// `replica.lag.time.max.ms` used by the replay (Kafka's default).
 pub const LAG_TIME_MAX_MS: u64 = 30_000;
@@ -100,7 +100,6 @@ pub struct Cluster {
     inflight_fetch: Vec<Option<FetchResponse>>,
     /// Per leader: the AlterPartition request it sent.
     inflight_alter: Vec<Option<AlterPartitionProposal>>,
-    broker_epochs: Vec<i64>,
     /// Whether each broker's last shutdown was clean (read at its next registration).
     clean_shutdown: Vec<bool>,
     /// High watermark last checkpointed, per broker.
@@ -111,12 +110,12 @@ pub struct Cluster {
 
 impl Cluster {
     /// The model's initial state on the broker: broker 0 leads in epoch 0 with every replica
-    /// in the ISR, every broker has learned it, every log is empty. The controller is
-    /// [`ModelRulesController`].
+    /// in the ISR, every broker has learned it, every log is empty. The controller is the
+    /// broker's own ([`KafkaController`]).
     pub fn new(config: ModelConfig) -> Result<Cluster, String> {
-        let replicas: Vec<BrokerId> = (0..i32::from(config.brokers)).collect();
         let controller =
-            ModelRulesController::new(replicas, config.min_isr as usize, config.unclean_election());
+            KafkaController::new(config.brokers, config.min_isr, config.unclean_election())
+                .map_err(|e| e.to_string())?;
         Cluster::with_controller(config, Box::new(controller))
     }
 
@@ -135,7 +134,6 @@ impl Cluster {
             controller,
             inflight_fetch: vec![None; n],
             inflight_alter: vec![None; n],
-            broker_epochs: vec![0; n],
             clean_shutdown: vec![true; n],
             checkpointed_hw: vec![0; n],
             records: vec![RecordStatus::NotSent; config.records as usize],
@@ -144,7 +142,8 @@ impl Cluster {
         let state = c.controller.partition_state();
         for b in 0..n {
             let log = c.open_log(b)?;
-            let mut r = Replica::new(c.replica_config(b), log, 0)
+            let epoch = c.controller.broker_epoch(b as BrokerId);
+            let mut r = Replica::new(c.replica_config(b), log, epoch)
                 .map_err(|e| format!("broker {b}: opening the replica: {e}"))?;
             if state.leader == b as i32 {
                 r.become_leader(&state, 0);
@@ -207,6 +206,12 @@ impl Cluster {
         &self.records
     }
 
+    /// The step the controller already took with the last one, which must come next (see
+    /// [`crate::controller`]).
+    pub fn owed_step(&self) -> Option<Action> {
+        self.controller.owed_step()
+    }
+
     /// Whether broker `b` has a fetch response in flight.
     pub fn has_inflight_fetch(&self, b: u8) -> bool {
         self.inflight_fetch[b as usize].is_some()
@@ -220,6 +225,14 @@ impl Cluster {
     /// Performs one model step on the broker. `Err` when the broker cannot take it (the
     /// model could): that is a mismatch.
     pub fn apply(&mut self, action: Action) -> Result<(), String> {
+        if let Some(owed) = self.controller.owed_step() {
+            if owed != action {
+                return Err(format!(
+                    "Kafka's controller elected at the unfence: the next step must be {}",
+                    owed.describe()
+                ));
+            }
+        }
         match action {
             Action::Produce { leader, acks_all } => self.produce(leader, acks_all)?,
             Action::Fetch { follower } => self.fetch(follower)?,
@@ -455,13 +468,20 @@ impl Cluster {
         else {
             return Err(format!("broker {broker} is up"));
         };
-        self.broker_epochs[b] += 1;
-        let epoch = self.broker_epochs[b];
+        // The broker registers first: its new broker epoch is the registration's.
+        let epoch = match self
+            .controller
+            .register(i32::from(broker), self.clean_shutdown[b])
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.brokers[b].node = BrokerNode::Down(log);
+                return Err(e.to_string());
+            }
+        };
         let r = Replica::restart(self.replica_config(b), log, epoch)
             .map_err(|e| format!("broker {broker}: restarting the replica: {e}"))?;
         self.brokers[b].node = BrokerNode::Up(Box::new(r));
-        self.controller
-            .register(i32::from(broker), epoch, self.clean_shutdown[b]);
         Ok(())
     }
 
