@@ -36,6 +36,7 @@ use osprey_broker::controller::{
     AlterPartitionRequest, Controller, ControllerConfig, ElectionType, LeaderRecoveryState,
     PartitionImage, TopicId,
 };
+use osprey_broker::faults::Faults;
 use osprey_broker::replication::{
     AlterPartitionProposal, AlterPartitionResponse, BrokerId, PartitionState, NO_BROKER,
     UNKNOWN_BROKER_EPOCH,
@@ -102,8 +103,14 @@ impl KafkaController {
     /// Registers brokers `0..brokers`, unfences them, and creates the partition with replicas
     /// in id order: broker 0 leads in epoch 0 with every replica in the ISR (the model's
     /// initial state).
-    pub fn new(brokers: u8, min_isr: u8, unclean_election: bool) -> Result<Self, Refused> {
+    pub fn new(
+        brokers: u8,
+        min_isr: u8,
+        unclean_election: bool,
+        faults: Faults,
+    ) -> Result<Self, Refused> {
         let config = ControllerConfig {
+            faults,
             broker_session_timeout_ms: SESSION_TIMEOUT_MS,
             min_insync_replicas: i32::from(min_isr),
             unclean_leader_election_enable: unclean_election,
@@ -452,7 +459,7 @@ mod tests {
 
     #[test]
     fn fencing_the_leader_elects_the_first_isr_member_then_the_elr() {
-        let mut c = KafkaController::new(3, 2, false).unwrap();
+        let mut c = KafkaController::new(3, 2, false, Faults::default()).unwrap();
         assert!(c.fence(0, Some(2)).is_err(), "Kafka elects broker 1");
         assert_eq!(c.view().leader, Some(0), "a refused step changes nothing");
         c.fence(0, Some(1)).unwrap();
@@ -481,7 +488,7 @@ mod tests {
 
     #[test]
     fn fencing_a_broker_outside_the_isr_is_refused_as_the_model_bumps_the_epoch() {
-        let mut c = KafkaController::new(3, 1, false).unwrap();
+        let mut c = KafkaController::new(3, 1, false, Faults::default()).unwrap();
         c.fence(2, None).unwrap();
         c.unfence(2).unwrap();
         let err = c.fence(2, None).unwrap_err();
@@ -490,7 +497,7 @@ mod tests {
 
     #[test]
     fn preferred_election_goes_to_the_first_replica_only() {
-        let mut c = KafkaController::new(3, 1, false).unwrap();
+        let mut c = KafkaController::new(3, 1, false, Faults::default()).unwrap();
         c.fence(0, Some(1)).unwrap();
         assert!(c.move_leader(2).is_err());
         assert!(
@@ -501,7 +508,7 @@ mod tests {
 
     #[test]
     fn alter_partition_checks_epochs_fencing_and_broker_epochs() {
-        let mut c = KafkaController::new(3, 2, false).unwrap();
+        let mut c = KafkaController::new(3, 2, false, Faults::default()).unwrap();
         let e = |c: &KafkaController, b| c.broker_epoch(b);
         let shrink = AlterPartitionProposal {
             leader_id: 0,
@@ -522,7 +529,7 @@ mod tests {
         );
         c.fence(2, None).unwrap_err(); // not in the ISR any more
                                        // Broker 2 crashes and comes back: fenced by session expiry, registers again.
-        let mut d = KafkaController::new(3, 2, false).unwrap();
+        let mut d = KafkaController::new(3, 2, false, Faults::default()).unwrap();
         let old = e(&d, 2);
         d.fence(2, None).unwrap();
         let new = d.register(2, false).unwrap();

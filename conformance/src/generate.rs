@@ -237,6 +237,43 @@ fn search(config: ModelConfig, targets: &[String], limit: usize) -> Vec<(String,
     out
 }
 
+/// The shortest run (breadth-first, at most `limit` states) that keeps to Kafka's
+/// controller choices ([`successors`]) and ends in a state breaking an always-property:
+/// a variant's counterexample that the broker's own controller can replay. The checker's
+/// counterexample may elect another candidate than Kafka would.
+pub fn kafka_counterexample(config: ModelConfig, limit: usize) -> Option<Trace> {
+    let model = PartitionModel::new(config);
+    let mut arena: Vec<(usize, Option<Action>)> = vec![(0, None)];
+    let mut seen: std::collections::HashSet<PartitionState> = std::collections::HashSet::new();
+    let init = model.initial_state();
+    seen.insert(init);
+    let mut queue = VecDeque::from([(init, 0usize)]);
+    while let Some((s, i)) = queue.pop_front() {
+        if arena.len() > limit {
+            return None;
+        }
+        for (a, n) in successors(&model, &s) {
+            if !seen.insert(n) {
+                continue;
+            }
+            arena.push((i, Some(a)));
+            let j = arena.len() - 1;
+            if !osprey_model::trace::violated_properties(&model, &n).is_empty() {
+                let mut actions = Vec::new();
+                let mut k = j;
+                while let (parent, Some(a)) = arena[k] {
+                    actions.push(a);
+                    k = parent;
+                }
+                actions.reverse();
+                return Trace::from_actions(&model, &actions).ok();
+            }
+            queue.push_back((n, j));
+        }
+    }
+    None
+}
+
 /// Writes each trace as `{prefix}-{index:04}.json` in `dir` (created if needed).
 pub fn write_traces(dir: &Path, prefix: &str, traces: &[Trace]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;

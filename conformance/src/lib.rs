@@ -12,6 +12,8 @@
 
 pub mod abstraction;
 pub mod controller;
+pub mod explore;
 pub mod generate;
 pub mod replay;
 pub mod report;
+pub mod variants;

@@ -31,6 +31,7 @@
 
 use std::fmt;
 
+use osprey_broker::faults::{Fault, Faults};
 use osprey_broker::replication::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::replication::{
     Acks, AlterPartitionProposal, BrokerId, Effect, FetchResponse, ProduceOutcome, Replica,
@@ -106,6 +107,8 @@ pub struct Cluster {
     checkpointed_hw: Vec<i64>,
     records: Vec<RecordStatus>,
     now_ms: u64,
+    /// The test-only fault every replica runs with.
+    faults: Faults,
 }
 
 impl Cluster {
@@ -113,10 +116,28 @@ impl Cluster {
     /// in the ISR, every broker has learned it, every log is empty. The controller is the
     /// broker's own ([`KafkaController`]).
     pub fn new(config: ModelConfig) -> Result<Cluster, String> {
-        let controller =
-            KafkaController::new(config.brokers, config.min_isr, config.unclean_election())
-                .map_err(|e| e.to_string())?;
-        Cluster::with_controller(config, Box::new(controller))
+        Cluster::with_fault(config, None)
+    }
+
+    /// As [`Cluster::new`], with `fault` switched on in every replica and in the controller
+    /// (it acts only in builds with `osprey-broker`'s `faults` feature).
+    pub fn with_fault(config: ModelConfig, fault: Option<Fault>) -> Result<Cluster, String> {
+        let faults = Faults::new(fault);
+        let controller = KafkaController::new(
+            config.brokers,
+            config.min_isr,
+            config.unclean_election(),
+            faults,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut c = Cluster::with_controller(config, Box::new(controller))?;
+        c.faults = faults;
+        for slot in &mut c.brokers {
+            if let BrokerNode::Up(r) = &mut slot.node {
+                r.set_faults(faults);
+            }
+        }
+        Ok(c)
     }
 
     /// As [`Cluster::new`] with another controller (in the same initial state).
@@ -138,6 +159,7 @@ impl Cluster {
             checkpointed_hw: vec![0; n],
             records: vec![RecordStatus::NotSent; config.records as usize],
             now_ms: 0,
+            faults: Faults::default(),
         };
         let state = c.controller.partition_state();
         for b in 0..n {
@@ -173,6 +195,7 @@ impl Cluster {
             broker_id: b as i32,
             min_insync_replicas: self.config.min_isr as usize,
             replica_lag_time_max_ms: LAG_TIME_MAX_MS,
+            faults: self.faults,
         }
     }
 
@@ -573,7 +596,6 @@ pub struct ReplayOutcome {
 /// Replays `trace` on a fresh [`Cluster`], comparing the abstraction with the model's
 /// recorded state after the initial state and after every step. Stops at the first mismatch.
 pub fn replay(trace: &Trace) -> ReplayOutcome {
-    let mut steps = 0;
     let fail = |step: usize, action, reason: String, model, broker, diff| ReplayOutcome {
         steps: step.saturating_sub(1),
         mismatch: Some(Mismatch {
@@ -595,7 +617,27 @@ pub fn replay(trace: &Trace) -> ReplayOutcome {
             vec![],
         );
     }
-    let mut cluster = match Cluster::new(trace.config) {
+    replay_on(trace, trace.config, None)
+}
+
+/// Replays `trace` (whose recorded states are the model's under `trace.config`) on a fresh
+/// [`Cluster`] built for `broker_config` with `fault` switched on, comparing as [`replay`]
+/// does. A variant's counterexample replays on the correct broker with the variant's
+/// bounds and no flaw, and on the faulty broker with its fault.
+pub fn replay_on(trace: &Trace, broker_config: ModelConfig, fault: Option<Fault>) -> ReplayOutcome {
+    let mut steps = 0;
+    let fail = |step: usize, action, reason: String, model, broker, diff| ReplayOutcome {
+        steps: step.saturating_sub(1),
+        mismatch: Some(Mismatch {
+            step,
+            action,
+            reason,
+            diff,
+            model,
+            broker,
+        }),
+    };
+    let mut cluster = match Cluster::with_fault(broker_config, fault) {
         Ok(c) => c,
         Err(e) => return fail(0, None, e, None, None, vec![]),
     };

@@ -18,6 +18,8 @@ use super::error_codes::*;
 use super::producer_state::{Check, ProducerStateManager};
 use super::purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
 use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
+use crate::fault;
+use crate::faults::Faults;
 use crate::storage::{
     check_batch, BatchHeader, PartitionLog, StorageError, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
@@ -32,6 +34,8 @@ pub struct ReplicaConfig {
     /// `replica.lag.time.max.ms`: how long a follower may stay behind the leader's log end
     /// before the leader proposes dropping it from the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// Test-only flaws put back (`faults` feature; empty otherwise).
+    pub faults: Faults,
 }
 
 impl ReplicaConfig {
@@ -40,6 +44,7 @@ impl ReplicaConfig {
             broker_id,
             min_insync_replicas: 2,
             replica_lag_time_max_ms: 30_000,
+            faults: Faults::default(),
         }
     }
 }
@@ -324,6 +329,10 @@ impl Replica {
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
     }
+    /// Switches test-only faults (see [`crate::faults`]).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.config.faults = faults;
+    }
     pub fn broker_id(&self) -> BrokerId {
         self.config.broker_id
     }
@@ -465,7 +474,23 @@ impl Replica {
             }
         };
         self.leader_epoch = state.leader_epoch;
+        if fault!(self.config.faults, HwTruncation) {
+            // Before KIP-101: a new follower cut its log back to its high watermark.
+            if let Err(e) = self.truncate_to_high_watermark() {
+                tracing::warn!(error = %e, "truncating to the high watermark");
+            }
+        }
         true
+    }
+
+    /// The pre-KIP-101 truncation (fault `HwTruncation` only).
+    fn truncate_to_high_watermark(&mut self) -> Result<(), StorageError> {
+        let hw = self.log.high_watermark();
+        if hw < self.log.log_end_offset() {
+            self.log.truncate_to(hw)?;
+            self.producers.rebuild(&self.log)?;
+        }
+        Ok(())
     }
 
     // -------------------------------------------------------------------------------------
@@ -563,7 +588,7 @@ impl Replica {
                 base_offset,
             })
         };
-        if acks != Acks::All {
+        if acks != Acks::All || fault!(self.config.faults, AckBeforeReplication) {
             return done(NONE);
         }
         let required_offset = last_offset + 1;
@@ -765,15 +790,28 @@ impl Replica {
         let Role::Leader(l) = &self.role else {
             return false;
         };
-        if l.isr.len() < self.config.min_insync_replicas {
+        let below_min_isr = l.isr.len() < self.config.min_insync_replicas;
+        if below_min_isr && !fault!(self.config.faults, LastReplicaStanding) {
             return false;
         }
         let mut hw = self.log.log_end_offset();
-        for m in l.maximal_isr().filter(|&m| m != me) {
-            match l.follower(m).and_then(|f| f.log_end_offset) {
-                Some(end) => hw = hw.min(end),
-                None => return false,
+        let mut known = true;
+        let mut visit = |m: BrokerId| {
+            if m != me {
+                match l.follower(m).and_then(|f| f.log_end_offset) {
+                    Some(end) => hw = hw.min(end),
+                    None => known = false,
+                }
             }
+        };
+        let eager = fault!(self.config.faults, EagerIsrShrink);
+        match &l.pending_isr {
+            // Before KIP-497's maximal ISR: a pending shrink already counts.
+            Some(p) if eager => p.isr.iter().copied().for_each(&mut visit),
+            _ => l.maximal_isr().for_each(&mut visit),
+        }
+        if !known {
+            return false;
         }
         if hw <= self.log.high_watermark() {
             return false;
@@ -815,8 +853,10 @@ impl Replica {
     /// watermark, and at least where this leader epoch starts (KAFKA-7128: otherwise it
     /// could still hold a tail from an earlier epoch that it must truncate).
     fn may_join_isr(&self, l: &LeaderState, f: &FollowerState) -> bool {
-        f.log_end_offset
-            .is_some_and(|end| end >= self.log.high_watermark() && end >= l.epoch_start_offset)
+        let guard = !fault!(self.config.faults, NoExpandGuard);
+        f.log_end_offset.is_some_and(|end| {
+            end >= self.log.high_watermark() && (!guard || end >= l.epoch_start_offset)
+        })
     }
 
     /// Model step `ProposeIsrShrink`: propose dropping a lagging `follower` from the ISR.
@@ -975,7 +1015,11 @@ impl Replica {
         log: PartitionLog,
         broker_epoch: i64,
     ) -> Result<Self, StorageError> {
-        Replica::new(config, log, broker_epoch)
+        let mut r = Replica::new(config, log, broker_epoch)?;
+        if fault!(r.config.faults, HwTruncation) {
+            r.truncate_to_high_watermark()?;
+        }
+        Ok(r)
     }
 }
 

@@ -1,0 +1,132 @@
+//! Proof that the conformance suite catches bugs: for each bug variant of the model, the
+//! matching broker fault (`osprey-broker`'s `faults` feature) is caught both ways.
+//!
+//! 1. The variant's counterexample (`conformance/counterexamples/`), replayed on the correct
+//!    broker, diverges at the step where the flaw first acts.
+//! 2. Replayed on the broker with the fault, it matches the model step by step, and the
+//!    broker's own state loses data.
+//! 3. The broker → model property test, with the fault on, fails on its own; the shrunk
+//!    schedule is printed.
+
+use std::path::Path;
+
+use osprey_conformance::explore::{config, run};
+use osprey_conformance::variants::{fault_for, replay_faulty, where_the_flaw_acts};
+use osprey_model::trace::Trace;
+use osprey_model::Variant;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestError, TestRunner};
+
+fn counterexample(v: Variant) -> Trace {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("counterexamples")
+        .join(format!("{}.json", v.name()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let trace: Trace = serde_json::from_str(&text).expect("a trace");
+    assert_eq!(trace.config.variant, Some(v));
+    trace
+        .validate()
+        .expect("the counterexample is a run of the flawed model");
+    assert!(!trace.violated.is_empty(), "{v}: violates nothing");
+    trace
+}
+
+/// The broker → model property test with `v`'s fault on must fail. Returns the length of
+/// the shrunk schedule and why it failed.
+fn property_test_finds(v: Variant) -> (usize, String) {
+    let mut runner = TestRunner::new(Config {
+        cases: 2048,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let fault = fault_for(v);
+    let strategy = (
+        prop::collection::vec((any::<u16>(), any::<bool>()), 1..60),
+        any::<bool>(),
+        1u8..=2,
+    );
+    let result = runner.run(&strategy, |(choices, flush_every, min_isr)| {
+        run(config(flush_every, min_isr), Some(fault), &choices)
+    });
+    match result {
+        Err(TestError::Fail(why, (choices, _, _))) => (choices.len(), why.to_string()),
+        other => panic!("{v}: the property test did not find the fault: {other:?}"),
+    }
+}
+
+fn caught_both_ways(v: Variant) {
+    const {
+        assert!(
+            osprey_broker::faults::ENABLED,
+            "built without osprey-broker's faults feature"
+        )
+    };
+    let trace = counterexample(v);
+    let acts = where_the_flaw_acts(&trace).expect("the flaw acts somewhere");
+
+    let correct = replay_faulty(&trace, None);
+    let (step, why) = correct
+        .mismatch
+        .unwrap_or_else(|| panic!("{v}: the correct broker followed the counterexample"));
+    assert_eq!(
+        step, acts,
+        "{v}: the correct broker diverged at step {step} ({why}), the flaw acts at step {acts}"
+    );
+
+    let faulty = replay_faulty(&trace, Some(fault_for(v)));
+    assert!(
+        faulty.mismatch.is_none(),
+        "{v}: the faulty broker diverged from the counterexample: {:?}",
+        faulty.mismatch
+    );
+    assert!(
+        !faulty.losses.is_empty(),
+        "{v}: the faulty broker's state shows no loss ({:?} violated in the model)",
+        trace.violated
+    );
+
+    let (len, why) = property_test_finds(v);
+    eprintln!(
+        "{v}: counterexample of {} steps; correct broker diverges at step {step}; faulty broker loses data at step {} ({}); property test shrinks to {len} choices: {why}",
+        trace.steps.len() - 1,
+        faulty.losses[0].0,
+        faulty.losses[0].1,
+    );
+    assert!(len > 0);
+}
+
+#[test]
+fn unclean_election() {
+    caught_both_ways(Variant::UncleanElection);
+}
+
+#[test]
+fn hw_truncation() {
+    caught_both_ways(Variant::HwTruncation);
+}
+
+#[test]
+fn no_expand_guard() {
+    caught_both_ways(Variant::NoExpandGuard);
+}
+
+#[test]
+fn eager_isr_shrink() {
+    caught_both_ways(Variant::EagerIsrShrink);
+}
+
+#[test]
+fn last_replica_standing() {
+    caught_both_ways(Variant::LastReplicaStanding);
+}
+
+#[test]
+fn ack_before_replication() {
+    caught_both_ways(Variant::AckBeforeReplication);
+}
+
+#[test]
+fn stale_broker_epoch() {
+    caught_both_ways(Variant::StaleBrokerEpoch);
+}
