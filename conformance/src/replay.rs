@@ -342,6 +342,10 @@ impl Cluster {
     /// handling it would be a no-op (KIP-320), so it may as well be gone. The replay mirrors
     /// that on the broker's state, so that a later Fetch is enabled in both.
     fn drop_stale_fetch_responses(&mut self) {
+        // Before KIP-320 (fault and variant unfenced-truncation) stale responses are used.
+        if self.faults.is(Fault::UnfencedTruncation) {
+            return;
+        }
         for b in 0..self.inflight_fetch.len() {
             let Some(resp) = &self.inflight_fetch[b] else {
                 continue;

@@ -130,3 +130,8 @@ fn ack_before_replication() {
 fn stale_broker_epoch() {
     caught_both_ways(Variant::StaleBrokerEpoch);
 }
+
+#[test]
+fn unfenced_truncation() {
+    caught_both_ways(Variant::UnfencedTruncation);
+}

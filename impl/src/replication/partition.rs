@@ -299,6 +299,10 @@ pub struct Replica {
     /// Idempotent producers' state, always equal to what the log's batches imply.
     producers: ProducerStateManager,
     effects: VecDeque<Effect>,
+    /// Faults `SingleEpochTruncation` and `UnfencedTruncation` only: the follower validated
+    /// its log against its leader once (before KIP-279 one OffsetsForLeaderEpoch lookup) and
+    /// now fetches without a last fetched epoch. Always false in a correct broker.
+    epoch_validated: bool,
 }
 
 impl Replica {
@@ -320,6 +324,7 @@ impl Replica {
             purgatory: ProducePurgatory::new(),
             producers,
             effects: VecDeque::new(),
+            epoch_validated: false,
         })
     }
 
@@ -425,6 +430,7 @@ impl Replica {
                 .retain(|f| state.replicas.contains(&f.broker_id));
         } else {
             self.fail_delayed_produces();
+            self.epoch_validated = false;
             let followers = state
                 .replicas
                 .iter()
@@ -474,6 +480,7 @@ impl Replica {
             }
         };
         self.leader_epoch = state.leader_epoch;
+        self.epoch_validated = false;
         if fault!(self.config.faults, HwTruncation) {
             // Before KIP-101: a new follower cut its log back to its high watermark.
             if let Err(e) = self.truncate_to_high_watermark() {
@@ -636,13 +643,22 @@ impl Replica {
         let Role::Follower { leader } = self.role else {
             return None;
         };
+        let f = self.config.faults;
+        // Faults: before KIP-101 there were no epochs to send; before KIP-279 only the first
+        // fetch after a leader change validated the log.
+        let validates_once = fault!(f, SingleEpochTruncation) || fault!(f, UnfencedTruncation);
+        let no_epoch = fault!(f, HwTruncation) || (validates_once && self.epoch_validated);
         Some((
             leader,
             FetchRequestPartition {
                 replica_id: self.config.broker_id,
                 replica_broker_epoch: self.broker_epoch,
                 fetch_offset: self.log.log_end_offset(),
-                last_fetched_epoch: self.log.latest_epoch(),
+                last_fetched_epoch: if no_epoch {
+                    None
+                } else {
+                    self.log.latest_epoch()
+                },
                 current_leader_epoch: self.leader_epoch,
                 max_bytes,
             },
@@ -666,10 +682,12 @@ impl Replica {
         let Role::Leader(l) = &mut self.role else {
             return FetchResult::error(NOT_LEADER_OR_FOLLOWER);
         };
-        if req.current_leader_epoch < leader_epoch {
+        // Fault: before KIP-320 fetches carried no current leader epoch.
+        let fenced = !fault!(self.config.faults, UnfencedTruncation);
+        if fenced && req.current_leader_epoch < leader_epoch {
             return FetchResult::error(FENCED_LEADER_EPOCH);
         }
-        if req.current_leader_epoch > leader_epoch {
+        if fenced && req.current_leader_epoch > leader_epoch {
             return FetchResult::error(UNKNOWN_LEADER_EPOCH);
         }
         // Kafka (not modelled): a fetch from an older incarnation of the follower is stale.
@@ -736,8 +754,12 @@ impl Replica {
         &mut self,
         resp: &FetchResponse,
     ) -> Result<FollowerFetchOutcome, StorageError> {
-        let follows = matches!(self.role, Role::Follower { leader } if leader == resp.leader);
-        if !follows || resp.leader_epoch != self.leader_epoch {
+        // Fault: before KIP-320 a response was used whoever the follower follows now.
+        let f = self.config.faults;
+        let unfenced = fault!(f, UnfencedTruncation);
+        let follows =
+            matches!(self.role, Role::Follower { leader } if leader == resp.leader || unfenced);
+        if !follows || (resp.leader_epoch != self.leader_epoch && !unfenced) {
             return Ok(FollowerFetchOutcome::Dropped);
         }
         let r = &resp.result;
@@ -748,6 +770,9 @@ impl Replica {
         if let Some(d) = r.diverging_epoch {
             let target = if d.epoch == UNDEFINED_EPOCH || d.end_offset == UNDEFINED_EPOCH_OFFSET {
                 0
+            } else if fault!(f, SingleEpochTruncation) || fault!(f, HwTruncation) {
+                // Fault: the leader's answer is trusted as is, no lookup of our own.
+                d.end_offset
             } else {
                 match self.log.end_offset_for_epoch(d.epoch) {
                     Some((_, end)) => end.min(d.end_offset),
@@ -761,6 +786,7 @@ impl Replica {
                 // log so a retry of a removed batch is appended again, not "deduplicated".
                 self.producers.rebuild(&self.log)?;
             }
+            self.epoch_validated = fault!(f, SingleEpochTruncation);
             return Ok(FollowerFetchOutcome::Truncated {
                 log_end_offset: self.log.log_end_offset(),
             });
@@ -770,6 +796,7 @@ impl Replica {
         }
         let info = self.log.append_as_follower(r.records.clone())?;
         self.producers.update_from_append(&info.batches);
+        self.epoch_validated = fault!(f, SingleEpochTruncation) || unfenced;
         let leo = self.log.log_end_offset();
         self.log.set_high_watermark(r.high_watermark.min(leo));
         Ok(FollowerFetchOutcome::Appended {
