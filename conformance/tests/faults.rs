@@ -10,10 +10,11 @@
 
 use std::path::Path;
 
+use osprey_conformance::controller::kafka_takes;
 use osprey_conformance::explore::{config, run};
 use osprey_conformance::variants::{fault_for, replay_faulty, where_the_flaw_acts};
 use osprey_model::trace::Trace;
-use osprey_model::Variant;
+use osprey_model::{PartitionModel, Variant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestError, TestRunner};
 
@@ -134,4 +135,9 @@ fn stale_broker_epoch() {
 #[test]
 fn unfenced_truncation() {
     caught_both_ways(Variant::UnfencedTruncation);
+}
+
+#[test]
+fn single_epoch_truncation() {
+    caught_both_ways(Variant::SingleEpochTruncation);
 }
