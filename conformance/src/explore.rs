@@ -103,10 +103,21 @@ pub fn run(
     fault: Option<Fault>,
     choices: &[(u16, bool)],
 ) -> Result<(), TestCaseError> {
+    run_recording(config, fault, choices, &mut Vec::new())
+}
+
+/// [`run`], leaving the model steps the broker took in `recorded` (also when it fails: the
+/// failing step is the last one recorded, unless the broker took a step the model has not).
+pub fn run_recording(
+    config: ModelConfig,
+    fault: Option<Fault>,
+    choices: &[(u16, bool)],
+    recorded: &mut Vec<Action>,
+) -> Result<(), TestCaseError> {
     let model = PartitionModel::new(config);
     let mut cluster = Cluster::with_fault(config, fault).map_err(TestCaseError::fail)?;
     let mut state = model.initial_state();
-    let mut recorded = Vec::new();
+    recorded.clear();
     let mut faults = 0u8;
     let ops = alphabet(config.brokers);
     for &(pick, crash_clean) in choices {
@@ -156,7 +167,7 @@ pub fn run(
             &model,
             &mut cluster,
             &mut state,
-            &mut recorded,
+            recorded,
             action,
             &mut faults,
         )?;
@@ -167,7 +178,7 @@ pub fn run(
                 &model,
                 &mut cluster,
                 &mut state,
-                &mut recorded,
+                recorded,
                 owed,
                 &mut faults,
             )?;
@@ -177,7 +188,7 @@ pub fn run(
             );
         }
     }
-    let trace = Trace::from_actions(&model, &recorded).map_err(TestCaseError::fail)?;
+    let trace = Trace::from_actions(&model, recorded).map_err(TestCaseError::fail)?;
     trace.validate().map_err(TestCaseError::fail)?;
     prop_assert!(trace.violated.is_empty());
     Ok(())

@@ -11,12 +11,12 @@
 use std::path::Path;
 
 use osprey_conformance::controller::kafka_takes;
-use osprey_conformance::explore::{config, run};
+use osprey_conformance::explore::{config, run, run_recording};
 use osprey_conformance::variants::{fault_for, replay_faulty, where_the_flaw_acts};
 use osprey_model::trace::Trace;
 use osprey_model::{PartitionModel, Variant};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
 
 fn counterexample(v: Variant) -> Trace {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,17 +30,33 @@ fn counterexample(v: Variant) -> Trace {
         .validate()
         .expect("the counterexample is a run of the flawed model");
     assert!(!trace.violated.is_empty(), "{v}: violates nothing");
+    // Every step is one Kafka's controller takes the same way.
+    let model = PartitionModel::new(trace.config);
+    let mut s = model.initial_state();
+    for a in trace.actions() {
+        let n = model.step(&s, a).expect("a model step");
+        assert!(
+            kafka_takes(&model, &s, a, &n),
+            "{v}: {} is not Kafka's choice",
+            a.describe()
+        );
+        s = n;
+    }
     trace
 }
 
 /// The broker → model property test with `v`'s fault on must fail. Returns the length of
-/// the shrunk schedule and why it failed.
-fn property_test_finds(v: Variant) -> (usize, String) {
-    let mut runner = TestRunner::new(Config {
-        cases: 2048,
-        failure_persistence: None,
-        ..Config::default()
-    });
+/// the shrunk schedule (choices, and the steps the broker took in it) and why it failed.
+fn property_test_finds(v: Variant) -> (usize, usize, String) {
+    // A fixed seed, so that CI finds the same failure every time.
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: 20_000,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
     let fault = fault_for(v);
     let strategy = (
         prop::collection::vec((any::<u16>(), any::<bool>()), 1..60),
@@ -51,7 +67,20 @@ fn property_test_finds(v: Variant) -> (usize, String) {
         run(config(flush_every, min_isr), Some(fault), &choices)
     });
     match result {
-        Err(TestError::Fail(why, (choices, _, _))) => (choices.len(), why.to_string()),
+        Err(TestError::Fail(why, (choices, flush_every, min_isr))) => {
+            let mut steps = Vec::new();
+            let again = run_recording(
+                config(flush_every, min_isr),
+                Some(fault),
+                &choices,
+                &mut steps,
+            );
+            assert!(
+                again.is_err(),
+                "{v}: the shrunk schedule passes when run again"
+            );
+            (choices.len(), steps.len(), why.to_string())
+        }
         other => panic!("{v}: the property test did not find the fault: {other:?}"),
     }
 }
@@ -87,9 +116,9 @@ fn caught_both_ways(v: Variant) {
         trace.violated
     );
 
-    let (len, why) = property_test_finds(v);
+    let (len, steps, why) = property_test_finds(v);
     eprintln!(
-        "{v}: counterexample of {} steps; correct broker diverges at step {step}; faulty broker loses data at step {} ({}); property test shrinks to {len} choices: {why}",
+        "{v}: counterexample of {} steps; correct broker diverges at step {step}; faulty broker loses data at step {} ({}); property test shrinks to {len} choices, {steps} broker steps: {why}",
         trace.steps.len() - 1,
         faulty.losses[0].0,
         faulty.losses[0].1,
