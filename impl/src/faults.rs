@@ -69,3 +69,18 @@ macro_rules! fault {
         on
     }};
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_acts_only_in_builds_with_the_feature() {
+        let on = Faults::new(Some(Fault::HwTruncation));
+        assert!(on.is(Fault::HwTruncation));
+        assert!(!on.is(Fault::NoExpandGuard));
+        assert_eq!(fault!(on, HwTruncation), ENABLED);
+        assert!(!fault!(on, NoExpandGuard));
+        assert!(!fault!(Faults::default(), HwTruncation));
+    }
+}
