@@ -65,7 +65,8 @@ pub fn where_the_flaw_acts(trace: &Trace) -> Option<usize> {
 #[derive(Debug, Default)]
 pub struct FaultyReplay {
     pub mismatch: Option<(usize, String)>,
-    /// `(step, what was lost)` for every loss the broker's state shows.
+    /// `(step, what was lost)` for every loss the broker's state shows, each starting with
+    /// the name of the model's property it breaks.
     pub losses: Vec<(usize, String)>,
 }
 
@@ -131,7 +132,7 @@ fn losses(view: &StateView, consumed: &mut BTreeMap<u8, (u8, u8)>) -> Vec<String
             {
                 if epoch <= l.leader_epoch && l.log.get(offset as usize) != Some(&(record, epoch)) {
                     out.push(format!(
-                        "acknowledged record {record} (offset {offset}, epoch {epoch}) is not in leader {}'s log {:?}",
+                        "NoCommittedWriteLoss: acknowledged record {record} (offset {offset}, epoch {epoch}) is not in leader {}'s log {:?}",
                         l.id, l.log
                     ));
                 }
@@ -140,7 +141,7 @@ fn losses(view: &StateView, consumed: &mut BTreeMap<u8, (u8, u8)>) -> Vec<String
         for (&o, &e) in consumed.iter() {
             if l.log.get(o as usize) != Some(&e) {
                 out.push(format!(
-                    "entry {e:?} consumable at offset {o} is gone from leader {}'s log {:?}",
+                    "ConsumedNeverLost: entry {e:?} consumable at offset {o} is gone from leader {}'s log {:?}",
                     l.id, l.log
                 ));
             }
