@@ -553,4 +553,38 @@ mod tests {
             AlterPartitionResponse::Committed { .. }
         ));
     }
+
+    #[test]
+    fn kafka_takes_only_the_controller_choices_kafka_makes() {
+        use osprey_model::{ModelConfig, PartitionModel};
+        let model = PartitionModel::new(ModelConfig {
+            min_isr: 1,
+            ..ModelConfig::default()
+        });
+        let s = model.initial_state();
+        let takes = |s: &osprey_model::PartitionState, a: Action| {
+            let n = model.step(s, a).expect("enabled");
+            kafka_takes(&model, s, a, &n)
+        };
+        let fence = |broker, new_leader| Action::FenceBroker { broker, new_leader };
+        assert!(takes(&s, fence(0, Some(1))), "the first ISR member");
+        assert!(!takes(&s, fence(0, Some(2))), "not the first");
+        assert!(
+            !takes(&s, Action::MoveLeader { to: 1 }),
+            "preferred is broker 0"
+        );
+        // Broker 2 leaves the ISR; fencing it then changes no partition in Kafka.
+        let shrunk = model
+            .step(
+                &s,
+                Action::ProposeIsrShrink {
+                    leader: 0,
+                    follower: 2,
+                },
+            )
+            .and_then(|s| model.step(&s, Action::AlterPartition { leader: 0 }))
+            .expect("enabled");
+        assert!(!takes(&shrunk, fence(2, None)));
+        assert!(takes(&s, fence(2, None)), "an ISR member");
+    }
 }
