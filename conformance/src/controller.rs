@@ -1,26 +1,48 @@
-//! The controller side of the replay, behind [`ControllerDriver`].
+//! The controller side of the replay: the broker's own controller core
+//! (`osprey_broker::controller::Controller`, event-sourced, with registration, heartbeats and
+//! fencing, elections ISR → ELR → unclean, AlterPartition with KIP-841/903 checks, preferred
+//! election) behind [`ControllerDriver`].
 //!
-//! The broker's own deterministic controller core (`osprey-broker`'s `controller` module:
-//! elections ISR → ELR → unclean, fencing, AlterPartition validation) is being written
-//! separately. Until it lands, the replay drives [`ModelRulesController`], a port of the
-//! model's controller rules (`model/src/partition.rs`: `fence_broker`, `unfence_broker`,
-//! `elect_leader`, `move_leader`, `alter_partition`, `set_isr`, `install_leader`, and the
-//! registration part of `restart`) onto the broker's types ([`PartitionState`],
-//! [`AlterPartitionProposal`], [`AlterPartitionResponse`]). Swapping in the real controller
-//! is one `impl ControllerDriver` for it: this trait is the seam.
+//! [`KafkaController`] drives one topic with one partition replicated on every broker, in
+//! replica order `0, 1, ..`. Model steps become what happens to a real controller: fencing is
+//! a session that expires ([`Controller::tick`] after every other unfenced broker
+//! heartbeated), unfencing a heartbeat, a restart a new registration, MoveLeader an
+//! ElectLeaders(Preferred), AlterPartition the request with the leader's broker epoch.
+//!
+//! Where the model leaves a choice open that Kafka's controller makes deterministically, the
+//! driver refuses the model's step unless it is Kafka's choice ([`Refused`] says which):
+//! * **Which candidate is elected.** The model elects any candidate; Kafka's
+//!   `PartitionChangeBuilder` (and this controller) the first in replica order.
+//! * **Preferred election.** The model's MoveLeader moves leadership to any unfenced ISR
+//!   member; Kafka's preferred election only to the first replica.
+//! * **Fencing a broker that neither leads nor is in the ISR.** The model bumps the
+//!   partition epoch; Kafka writes no partition change (its `PartitionChangeBuilder` emits no
+//!   record for a change that changes nothing), so the two disagree from then on about the
+//!   partition epoch and about the next AlterPartition. The model is the side that differs
+//!   from Kafka; the driver refuses the step.
+//!
+//! One difference is a matter of granularity, and is bridged here: **Kafka elects at
+//! unfencing.** An unfence that gives an offline partition a live candidate elects it in the
+//! same controller event (`handleBrokerUnfenced`); the model takes UnfenceBroker and then
+//! ElectLeader. After such an unfence the driver shows the partition as it was before the
+//! election ([`KafkaController::view`], [`ControllerDriver::partition_state`]) and owes the
+//! model its ElectLeader ([`ControllerDriver::owed_step`]); any other step is refused until it
+//! is taken.
 //!
 //! Model bounds (`max_epoch`, `max_isr_changes`, `max_crashes`) are not the controller's
 //! business: a trace only contains steps the model enabled, so within a replay they hold.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use osprey_broker::replication::error_codes::{
-    FENCED_LEADER_EPOCH, INELIGIBLE_REPLICA, INVALID_UPDATE_VERSION,
+use osprey_broker::controller::{
+    AlterPartitionRequest, Controller, ControllerConfig, ElectionType, LeaderRecoveryState,
+    PartitionImage, TopicId,
 };
+use osprey_broker::faults::Faults;
 use osprey_broker::replication::{
     AlterPartitionProposal, AlterPartitionResponse, BrokerId, PartitionState, NO_BROKER,
+    UNKNOWN_BROKER_EPOCH,
 };
 use osprey_model::trace::ControllerView;
+use osprey_model::Action;
 
 /// A controller step the controller refused, with why. In a replay this is a mismatch:
 /// the model took the step.
@@ -32,9 +54,12 @@ pub struct Refused(pub String);
 pub trait ControllerDriver {
     /// The partition state brokers learn from the metadata log (BecomeLeader/BecomeFollower).
     fn partition_state(&self) -> PartitionState;
-    /// A broker (re)registers with `broker_epoch` (KIP-903). `clean_shutdown` is false after
-    /// an unclean shutdown: the broker then leaves the ELR (KIP-966). It stays fenced.
-    fn register(&mut self, broker: BrokerId, broker_epoch: i64, clean_shutdown: bool);
+    /// Broker `broker`'s current broker epoch (KIP-903).
+    fn broker_epoch(&self, broker: BrokerId) -> i64;
+    /// A broker registers again after a crash; returns its new broker epoch. `clean_shutdown`
+    /// is false after an unclean shutdown: the broker then leaves the ELR (KIP-966). It stays
+    /// fenced.
+    fn register(&mut self, broker: BrokerId, clean_shutdown: bool) -> Result<i64, Refused>;
     /// Missed heartbeats: fence `broker`, drop it from the ISR (into the ELR below min ISR),
     /// and if it led elect `new_leader` in the same change (`None`: the partition goes
     /// offline, allowed only when nobody is eligible).
@@ -44,237 +69,385 @@ pub trait ControllerDriver {
     /// Elect `broker` for an offline partition; `unclean` must match the kind of election
     /// the controller's rules give.
     fn elect(&mut self, broker: BrokerId, unclean: bool) -> Result<(), Refused>;
-    /// Preferred-leader election to another unfenced ISR member.
+    /// Preferred-leader election to `to`.
     fn move_leader(&mut self, to: BrokerId) -> Result<(), Refused>;
     /// Handle a leader's AlterPartition (KIP-497, KIP-841, KIP-903).
     fn alter_partition(&mut self, proposal: &AlterPartitionProposal) -> AlterPartitionResponse;
+    /// The model step the controller already took as part of the last one and the model
+    /// must take next (see the module docs), if any.
+    fn owed_step(&self) -> Option<Action>;
     /// The controller's state as the model's traces show it.
     fn view(&self) -> ControllerView;
 }
 
-/// The model's controller rules over broker-side types (see the module docs).
+/// `broker.session.timeout.ms` of the driven controller.
+const SESSION_TIMEOUT_MS: u64 = 9_000;
+/// The topic the driver creates.
+const TOPIC: &str = "conformance";
+
+/// The broker's controller driving one partition (see the module docs).
 #[derive(Debug, Clone)]
-pub struct ModelRulesController {
-    replicas: Vec<BrokerId>,
-    min_isr: usize,
-    unclean_election: bool,
-    leader: BrokerId,
-    leader_epoch: i32,
-    partition_epoch: i32,
-    isr: BTreeSet<BrokerId>,
-    elr: BTreeSet<BrokerId>,
-    fenced: BTreeSet<BrokerId>,
-    /// Each broker's current registration (KIP-903).
-    broker_epochs: BTreeMap<BrokerId, i64>,
+pub struct KafkaController {
+    controller: Controller,
+    topic_id: TopicId,
+    brokers: i32,
+    now_ms: u64,
+    /// Registrations so far per broker (names each incarnation).
+    incarnations: Vec<u32>,
+    /// After an unfence that elected: the partition as it was before the election, and the
+    /// ElectLeader the model owes.
+    owed: Option<(PartitionImage, Action)>,
 }
 
-impl ModelRulesController {
-    /// The partition just created: `replicas[0]` leads in epoch 0 with every replica in the
-    /// ISR, every broker registered with `broker_epoch` 0 and unfenced (the model's initial
-    /// state).
-    pub fn new(replicas: Vec<BrokerId>, min_isr: usize, unclean_election: bool) -> Self {
-        ModelRulesController {
-            leader: replicas.first().copied().unwrap_or(NO_BROKER),
-            leader_epoch: 0,
-            partition_epoch: 0,
-            isr: replicas.iter().copied().collect(),
-            elr: BTreeSet::new(),
-            fenced: BTreeSet::new(),
-            broker_epochs: replicas.iter().map(|&b| (b, 0)).collect(),
-            replicas,
-            min_isr,
-            unclean_election,
+impl KafkaController {
+    /// Registers brokers `0..brokers`, unfences them, and creates the partition with replicas
+    /// in id order: broker 0 leads in epoch 0 with every replica in the ISR (the model's
+    /// initial state).
+    pub fn new(
+        brokers: u8,
+        min_isr: u8,
+        unclean_election: bool,
+        faults: Faults,
+    ) -> Result<Self, Refused> {
+        let config = ControllerConfig {
+            faults,
+            broker_session_timeout_ms: SESSION_TIMEOUT_MS,
+            min_insync_replicas: i32::from(min_isr),
+            unclean_leader_election_enable: unclean_election,
+            default_replication_factor: i16::from(brokers),
+            ..ControllerConfig::default()
+        };
+        let mut c = KafkaController {
+            controller: Controller::new(config),
+            topic_id: TopicId::default(),
+            brokers: i32::from(brokers),
+            now_ms: 0,
+            incarnations: vec![0; brokers as usize],
+            owed: None,
+        };
+        for b in 0..c.brokers {
+            let epoch = c.register_incarnation(b, UNKNOWN_BROKER_EPOCH)?;
+            c.heartbeat(b, epoch)?;
+        }
+        let replicas: Vec<BrokerId> = (0..c.brokers).collect();
+        c.topic_id = c
+            .controller
+            .create_topic(TOPIC, None, None, Some(vec![replicas]), &[])
+            .map_err(|e| Refused(format!("creating the partition: {e}")))?;
+        c.controller.drain_records();
+        Ok(c)
+    }
+
+    /// The driven controller.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    fn partition(&self) -> PartitionImage {
+        self.controller
+            .image()
+            .partition(TOPIC, 0)
+            .cloned()
+            .expect("the driver's partition exists")
+    }
+
+    fn register_incarnation(&mut self, b: BrokerId, previous: i64) -> Result<i64, Refused> {
+        let n = &mut self.incarnations[b as usize];
+        *n += 1;
+        let incarnation = format!("broker-{b}-{n}");
+        self.controller
+            .register_broker(b, &incarnation, vec![], None, previous, self.now_ms)
+            .map_err(|e| Refused(format!("registering broker {b}: {e}")))
+    }
+
+    fn heartbeat(&mut self, b: BrokerId, epoch: i64) -> Result<(), Refused> {
+        self.controller
+            .heartbeat(b, epoch, i64::MAX, false, false, self.now_ms)
+            .map(|_| ())
+            .map_err(|e| Refused(format!("heartbeat of broker {b}: {e}")))
+    }
+
+    fn fenced(&self, b: BrokerId) -> bool {
+        !self.controller.image().is_live(b)
+    }
+
+    fn no_owed_step(&self) -> Result<(), Refused> {
+        match &self.owed {
+            Some((_, a)) => Err(Refused(format!(
+                "Kafka's controller elected at the unfence: the model must take {} next",
+                a.describe()
+            ))),
+            None => Ok(()),
         }
     }
 
-    /// Who may lead when `excluding` loses leadership: unfenced ISR members, else unfenced
-    /// ELR members (KIP-966), else with unclean election any unfenced replica. Returns
-    /// whether that election is unclean, and the candidates.
-    fn candidates(&self, excluding: BrokerId) -> (bool, BTreeSet<BrokerId>) {
-        let live = |b: &&BrokerId| **b != excluding && !self.fenced.contains(b);
-        let isr: BTreeSet<_> = self.isr.iter().filter(live).copied().collect();
-        if !isr.is_empty() {
-            return (false, isr);
-        }
-        let elr: BTreeSet<_> = self.elr.iter().filter(live).copied().collect();
-        if !elr.is_empty() {
-            return (false, elr);
-        }
-        if self.unclean_election {
-            return (true, self.replicas.iter().filter(live).copied().collect());
-        }
-        (false, BTreeSet::new())
-    }
-
-    /// KIP-966's ELR upkeep on an ISR change: members that leave an ISR below min ISR
-    /// become eligible; the ELR empties once the ISR is large enough again.
-    fn set_isr(&mut self, isr: BTreeSet<BrokerId>, removed: &BTreeSet<BrokerId>) {
-        if isr.len() >= self.min_isr {
-            self.elr.clear();
-        } else {
-            self.elr = self.elr.union(removed).copied().collect();
-            self.elr.retain(|b| !isr.contains(b));
-        }
-        self.isr = isr;
-    }
-
-    /// An election's partition change: a leader from the ELR or an unclean one starts an
-    /// ISR of itself alone.
-    fn install_leader(&mut self, leader: BrokerId, unclean: bool) {
-        self.leader = leader;
-        if unclean {
-            self.isr = BTreeSet::from([leader]);
-            self.elr.clear();
-        } else if !self.isr.contains(&leader) {
-            self.elr.remove(&leader);
-            self.set_isr(BTreeSet::from([leader]), &BTreeSet::new());
-        }
+    /// Runs `f` on a copy and keeps it only if it succeeds, so a refused step changes nothing.
+    fn atomically(
+        &mut self,
+        f: impl FnOnce(&mut KafkaController) -> Result<(), Refused>,
+    ) -> Result<(), Refused> {
+        let mut next = self.clone();
+        f(&mut next)?;
+        next.controller.drain_records();
+        *self = next;
+        Ok(())
     }
 }
 
-impl ControllerDriver for ModelRulesController {
+impl ControllerDriver for KafkaController {
     fn partition_state(&self) -> PartitionState {
+        let p = match &self.owed {
+            Some((before, _)) => before.clone(),
+            None => self.partition(),
+        };
         PartitionState {
-            leader: self.leader,
-            leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
-            isr: self.isr.iter().copied().collect(),
-            replicas: self.replicas.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: p.isr,
+            replicas: p.replicas,
         }
     }
 
-    fn register(&mut self, broker: BrokerId, broker_epoch: i64, clean_shutdown: bool) {
-        self.broker_epochs.insert(broker, broker_epoch);
-        if !clean_shutdown && self.elr.remove(&broker) {
-            self.partition_epoch += 1;
+    fn broker_epoch(&self, broker: BrokerId) -> i64 {
+        self.controller
+            .image()
+            .broker_epoch(broker)
+            .unwrap_or(UNKNOWN_BROKER_EPOCH)
+    }
+
+    fn register(&mut self, broker: BrokerId, clean_shutdown: bool) -> Result<i64, Refused> {
+        self.no_owed_step()?;
+        if !self.fenced(broker) {
+            return Err(Refused(format!(
+                "broker {broker} registers again before its session expired"
+            )));
         }
+        let previous = if clean_shutdown {
+            self.broker_epoch(broker)
+        } else {
+            UNKNOWN_BROKER_EPOCH
+        };
+        let mut epoch = 0;
+        self.atomically(|c| {
+            epoch = c.register_incarnation(broker, previous)?;
+            Ok(())
+        })?;
+        Ok(epoch)
     }
 
     fn fence(&mut self, broker: BrokerId, new_leader: Option<BrokerId>) -> Result<(), Refused> {
-        if self.fenced.contains(&broker) {
-            return Err(Refused(format!("broker {broker} is already fenced")));
+        self.no_owed_step()?;
+        if !(0..self.brokers).contains(&broker) || self.fenced(broker) {
+            return Err(Refused(format!(
+                "broker {broker} is not an unfenced broker"
+            )));
         }
-        // Candidates are those of the partition state before the change (the fenced
-        // broker excluded), as in the model.
-        let (unclean, candidates) = self.candidates(broker);
-        let was_leader = self.leader == broker;
-        match (was_leader, new_leader) {
-            (true, Some(l)) if !candidates.contains(&l) => {
-                return Err(Refused(format!("broker {l} is not eligible to lead")));
+        let before = self.partition();
+        if before.leader != broker && !before.isr.contains(&broker) {
+            return Err(Refused(format!(
+                "fencing broker {broker}, which neither leads nor is in the ISR, changes no partition in Kafka (the model bumps the partition epoch)"
+            )));
+        }
+        self.atomically(|c| {
+            // Every other unfenced broker heartbeats; broker's session expires.
+            c.now_ms += SESSION_TIMEOUT_MS + 1;
+            let others: Vec<BrokerId> = (0..c.brokers)
+                .filter(|&b| b != broker && !c.fenced(b))
+                .collect();
+            for b in others {
+                c.heartbeat(b, c.broker_epoch(b))?;
             }
-            (true, None) if !candidates.is_empty() => {
+            let expired = c.controller.tick(c.now_ms);
+            if expired != [broker] {
+                return Err(Refused(format!("expired sessions {expired:?}")));
+            }
+            let after = c.partition();
+            let want = new_leader.unwrap_or(NO_BROKER);
+            if before.leader == broker && after.leader != want {
                 return Err(Refused(format!(
-                    "fencing leader {broker} must elect one of {candidates:?}"
+                    "Kafka's controller elects {} when broker {broker} is fenced, not {want}",
+                    after.leader
                 )));
             }
-            (false, Some(_)) => {
+            if before.leader != broker && new_leader.is_some() {
                 return Err(Refused(format!(
                     "broker {broker} does not lead: no election"
                 )));
             }
-            _ => {}
-        }
-        self.fenced.insert(broker);
-        if self.isr.contains(&broker) {
-            let mut isr = self.isr.clone();
-            isr.remove(&broker);
-            self.set_isr(isr, &BTreeSet::from([broker]));
-        }
-        if was_leader {
-            match new_leader {
-                Some(l) => self.install_leader(l, unclean),
-                None => self.leader = NO_BROKER,
-            }
-            self.leader_epoch += 1;
-        }
-        self.partition_epoch += 1;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn unfence(&mut self, broker: BrokerId) -> Result<(), Refused> {
-        if !self.fenced.remove(&broker) {
+        self.no_owed_step()?;
+        if !(0..self.brokers).contains(&broker) || !self.fenced(broker) {
             return Err(Refused(format!("broker {broker} is not fenced")));
         }
-        Ok(())
+        self.atomically(|c| {
+            let before = c.partition();
+            c.heartbeat(broker, c.broker_epoch(broker))?;
+            if c.fenced(broker) {
+                return Err(Refused(format!("broker {broker} stayed fenced")));
+            }
+            let after = c.partition();
+            if before.leader == NO_BROKER && after.leader != NO_BROKER {
+                let unclean =
+                    !before.isr.contains(&after.leader) && !before.elr.contains(&after.leader);
+                let elect = Action::ElectLeader {
+                    broker: after.leader as u8,
+                    unclean,
+                };
+                c.owed = Some((before, elect));
+            }
+            Ok(())
+        })
     }
 
     fn elect(&mut self, broker: BrokerId, unclean: bool) -> Result<(), Refused> {
-        if self.leader != NO_BROKER {
-            return Err(Refused(format!("broker {} already leads", self.leader)));
+        let want = Action::ElectLeader {
+            broker: broker as u8,
+            unclean,
+        };
+        match &self.owed {
+            Some((_, owed)) if *owed == want => {
+                self.owed = None;
+                Ok(())
+            }
+            Some((_, owed)) => Err(Refused(format!(
+                "Kafka's controller elected at the unfence: {}, not {}",
+                owed.describe(),
+                want.describe()
+            ))),
+            None => Err(Refused(format!(
+                "Kafka's controller elects only when a candidate is unfenced (no election pending for broker {broker})"
+            ))),
         }
-        let (is_unclean, candidates) = self.candidates(NO_BROKER);
-        if !candidates.contains(&broker) || is_unclean != unclean {
-            return Err(Refused(format!(
-                "broker {broker} is not eligible (candidates {candidates:?}, unclean {is_unclean})"
-            )));
-        }
-        self.install_leader(broker, unclean);
-        self.leader_epoch += 1;
-        self.partition_epoch += 1;
-        Ok(())
     }
 
     fn move_leader(&mut self, to: BrokerId) -> Result<(), Refused> {
-        if self.leader == NO_BROKER
-            || self.leader == to
-            || !self.isr.contains(&to)
-            || self.fenced.contains(&to)
-        {
-            return Err(Refused(format!("cannot move leadership to broker {to}")));
+        self.no_owed_step()?;
+        let preferred = self.partition().replicas.first().copied();
+        if preferred != Some(to) {
+            return Err(Refused(format!(
+                "Kafka's preferred election moves leadership to the first replica ({preferred:?}), not {to}"
+            )));
         }
-        self.leader = to;
-        self.leader_epoch += 1;
-        self.partition_epoch += 1;
-        Ok(())
+        self.atomically(|c| {
+            let r = c
+                .controller
+                .elect_leaders(ElectionType::Preferred, &[(TOPIC.to_string(), 0)]);
+            match r.into_iter().next() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(Refused(format!("preferred election: {e}"))),
+                None => Err(Refused("preferred election: no result".into())),
+            }
+        })
     }
 
     fn alter_partition(&mut self, p: &AlterPartitionProposal) -> AlterPartitionResponse {
-        if p.leader_id != self.leader || p.leader_epoch != self.leader_epoch {
-            return AlterPartitionResponse::Error(FENCED_LEADER_EPOCH);
-        }
-        if p.partition_epoch != self.partition_epoch {
-            return AlterPartitionResponse::Error(INVALID_UPDATE_VERSION);
-        }
-        let proposed: BTreeSet<BrokerId> = p.new_isr.iter().map(|m| m.broker_id).collect();
-        for m in p
-            .new_isr
-            .iter()
-            .filter(|m| !self.isr.contains(&m.broker_id))
-        {
-            // KIP-841: never add a fenced replica; KIP-903: nor one whose broker epoch is
-            // not its current registration.
-            if self.fenced.contains(&m.broker_id)
-                || self.broker_epochs.get(&m.broker_id) != Some(&m.broker_epoch)
-            {
-                return AlterPartitionResponse::Error(INELIGIBLE_REPLICA);
-            }
-        }
-        let removed: BTreeSet<BrokerId> = self.isr.difference(&proposed).copied().collect();
-        self.set_isr(proposed, &removed);
-        self.partition_epoch += 1;
-        AlterPartitionResponse::Committed {
-            leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
-            isr: self.isr.iter().copied().collect(),
+        let req = AlterPartitionRequest {
+            topic_id: self.topic_id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            new_isr_with_epochs: p
+                .new_isr
+                .iter()
+                .map(|m| (m.broker_id, m.broker_epoch))
+                .collect(),
+            partition_epoch: p.partition_epoch,
+            leader_recovery_state: LeaderRecoveryState::Recovered,
+        };
+        let sender_epoch = self.broker_epoch(p.leader_id);
+        let r = self
+            .controller
+            .alter_partition(p.leader_id, sender_epoch, &req);
+        self.controller.drain_records();
+        match r {
+            Ok(image) => AlterPartitionResponse::Committed {
+                leader_epoch: image.leader_epoch,
+                partition_epoch: image.partition_epoch,
+                isr: image.isr,
+            },
+            Err(e) => AlterPartitionResponse::Error(e.code()),
         }
     }
 
+    fn owed_step(&self) -> Option<Action> {
+        self.owed.as_ref().map(|(_, a)| *a)
+    }
+
     fn view(&self) -> ControllerView {
-        let ids = |s: &BTreeSet<BrokerId>| s.iter().map(|&b| b as u8).collect();
+        let p = match &self.owed {
+            Some((before, _)) => before.clone(),
+            None => self.partition(),
+        };
+        let ids = |v: &[BrokerId]| {
+            let mut v: Vec<u8> = v.iter().map(|&b| b as u8).collect();
+            v.sort_unstable();
+            v
+        };
+        let fenced: Vec<BrokerId> = (0..self.brokers).filter(|&b| self.fenced(b)).collect();
         ControllerView {
-            leader: (self.leader != NO_BROKER).then_some(self.leader as u8),
-            leader_epoch: self.leader_epoch as u8,
-            partition_epoch: self.partition_epoch as u8,
-            isr: ids(&self.isr),
-            elr: ids(&self.elr),
-            fenced: ids(&self.fenced),
+            leader: (p.leader != NO_BROKER).then_some(p.leader as u8),
+            leader_epoch: p.leader_epoch as u8,
+            partition_epoch: p.partition_epoch as u8,
+            isr: ids(&p.isr),
+            elr: ids(&p.elr),
+            fenced: ids(&fenced),
         }
+    }
+}
+
+/// Whether Kafka's controller (this one) can take model step `a` from `s` to `next`: the
+/// model's choices that it makes the same way (see the module docs). The trace generator
+/// keeps to these steps, so every generated trace can be replayed on the real controller.
+pub fn kafka_takes(
+    model: &osprey_model::PartitionModel,
+    s: &osprey_model::PartitionState,
+    a: Action,
+    next: &osprey_model::PartitionState,
+) -> bool {
+    let first_candidate = |st: &osprey_model::PartitionState, excluding: u8| {
+        let (unclean, candidates) = model.election_candidates(&st.controller, excluding);
+        candidates.iter().next().map(|b| (b, unclean))
+    };
+    let c = &s.controller;
+    // An offline partition with a live candidate exists only between an unfence and the
+    // election Kafka makes with it: the election must come next.
+    if c.leader == osprey_model::state::NO_BROKER {
+        if let Some((b, unclean)) = first_candidate(s, osprey_model::state::NO_BROKER) {
+            return a == Action::ElectLeader { broker: b, unclean };
+        }
+    }
+    match a {
+        Action::MoveLeader { to } => to == 0,
+        Action::FenceBroker { broker, new_leader } => {
+            if c.leader == broker {
+                new_leader == first_candidate(s, broker).map(|(b, _)| b)
+            } else {
+                c.isr.contains(broker)
+            }
+        }
+        Action::ElectLeader { .. } => false,
+        Action::UnfenceBroker { .. } => {
+            // Kafka elects in the same event; the model must be able to take that election.
+            let n = &next.controller;
+            match first_candidate(next, osprey_model::state::NO_BROKER) {
+                Some((b, unclean)) if n.leader == osprey_model::state::NO_BROKER => model
+                    .step(next, Action::ElectLeader { broker: b, unclean })
+                    .is_some(),
+                _ => true,
+            }
+        }
+        _ => true,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use osprey_broker::replication::error_codes::{INELIGIBLE_REPLICA, INVALID_UPDATE_VERSION};
     use osprey_broker::replication::IsrMember;
 
     fn member(broker_id: BrokerId, broker_epoch: i64) -> IsrMember {
@@ -285,34 +458,63 @@ mod tests {
     }
 
     #[test]
-    fn fencing_the_leader_elects_from_the_isr_then_the_elr() {
-        let mut c = ModelRulesController::new(vec![0, 1, 2], 2, false);
-        assert!(c.fence(0, None).is_err(), "ISR members are eligible");
+    fn fencing_the_leader_elects_the_first_isr_member_then_the_elr() {
+        let mut c = KafkaController::new(3, 2, false, Faults::default()).unwrap();
+        assert!(c.fence(0, Some(2)).is_err(), "Kafka elects broker 1");
+        assert_eq!(c.view().leader, Some(0), "a refused step changes nothing");
         c.fence(0, Some(1)).unwrap();
         assert_eq!(c.view().isr, vec![1, 2]);
-        assert_eq!(c.view().leader, Some(1));
-        assert_eq!((c.leader_epoch, c.partition_epoch), (1, 1));
+        assert_eq!((c.view().leader_epoch, c.view().partition_epoch), (1, 1));
         c.fence(2, None).unwrap();
         // The ISR fell below min ISR: the broker that left is eligible (KIP-966).
         assert_eq!(c.view().elr, vec![2]);
         c.fence(1, None).unwrap();
         assert_eq!(c.view().leader, None);
         assert_eq!(c.view().elr, vec![1, 2]);
-        assert!(c.elect(1, false).is_err(), "fenced");
+        // Unfencing an eligible broker elects it in the same event; the model owes the step.
         c.unfence(2).unwrap();
+        assert_eq!(c.view().leader, None);
+        let owed = Action::ElectLeader {
+            broker: 2,
+            unclean: false,
+        };
+        assert_eq!(c.owed_step(), Some(owed));
+        assert!(c.unfence(1).is_err(), "the election comes first");
         c.elect(2, false).unwrap();
+        assert_eq!(c.view().leader, Some(2));
         assert_eq!(c.view().isr, vec![2]);
         assert_eq!(c.view().elr, vec![1]);
     }
 
     #[test]
+    fn fencing_a_broker_outside_the_isr_is_refused_as_the_model_bumps_the_epoch() {
+        let mut c = KafkaController::new(3, 1, false, Faults::default()).unwrap();
+        c.fence(2, None).unwrap();
+        c.unfence(2).unwrap();
+        let err = c.fence(2, None).unwrap_err();
+        assert!(err.0.contains("neither leads nor is in the ISR"), "{err}");
+    }
+
+    #[test]
+    fn preferred_election_goes_to_the_first_replica_only() {
+        let mut c = KafkaController::new(3, 1, false, Faults::default()).unwrap();
+        c.fence(0, Some(1)).unwrap();
+        assert!(c.move_leader(2).is_err());
+        assert!(
+            c.move_leader(0).is_err(),
+            "broker 0 is fenced and out of the ISR"
+        );
+    }
+
+    #[test]
     fn alter_partition_checks_epochs_fencing_and_broker_epochs() {
-        let mut c = ModelRulesController::new(vec![0, 1, 2], 2, false);
+        let mut c = KafkaController::new(3, 2, false, Faults::default()).unwrap();
+        let e = |c: &KafkaController, b| c.broker_epoch(b);
         let shrink = AlterPartitionProposal {
             leader_id: 0,
             leader_epoch: 0,
             partition_epoch: 0,
-            new_isr: vec![member(0, 0), member(1, 0)],
+            new_isr: vec![member(0, e(&c, 0)), member(1, e(&c, 1))],
         };
         assert!(matches!(
             c.alter_partition(&shrink),
@@ -325,36 +527,64 @@ mod tests {
             c.alter_partition(&shrink),
             AlterPartitionResponse::Error(INVALID_UPDATE_VERSION)
         );
-        c.register(2, 1, true);
-        let stale = AlterPartitionProposal {
-            partition_epoch: 1,
-            new_isr: vec![member(0, 0), member(1, 0), member(2, 0)],
-            ..shrink.clone()
+        c.fence(2, None).unwrap_err(); // not in the ISR any more
+                                       // Broker 2 crashes and comes back: fenced by session expiry, registers again.
+        let mut d = KafkaController::new(3, 2, false, Faults::default()).unwrap();
+        let old = e(&d, 2);
+        d.fence(2, None).unwrap();
+        let new = d.register(2, false).unwrap();
+        assert!(new > old);
+        d.unfence(2).unwrap();
+        let (e0, e1) = (e(&d, 0), e(&d, 1));
+        let partition_epoch = d.partition_state().partition_epoch;
+        let p = |epoch| AlterPartitionProposal {
+            leader_id: 0,
+            leader_epoch: 0,
+            partition_epoch,
+            new_isr: vec![member(0, e0), member(1, e1), member(2, epoch)],
         };
         assert_eq!(
-            c.alter_partition(&stale),
-            AlterPartitionResponse::Error(INELIGIBLE_REPLICA)
+            d.alter_partition(&p(old)),
+            AlterPartitionResponse::Error(INELIGIBLE_REPLICA),
+            "KIP-903: a fetch from the previous incarnation"
         );
-        let fresh = AlterPartitionProposal {
-            new_isr: vec![member(0, 0), member(1, 0), member(2, 1)],
-            ..stale
-        };
         assert!(matches!(
-            c.alter_partition(&fresh),
-            AlterPartitionResponse::Committed {
-                partition_epoch: 2,
-                ..
-            }
+            d.alter_partition(&p(new)),
+            AlterPartitionResponse::Committed { .. }
         ));
     }
 
     #[test]
-    fn an_unclean_shutdown_leaves_the_elr_at_registration() {
-        let mut c = ModelRulesController::new(vec![0, 1, 2], 3, false);
-        c.fence(1, None).unwrap();
-        assert_eq!(c.view().elr, vec![1]);
-        c.register(1, 1, false);
-        assert!(c.view().elr.is_empty());
-        assert_eq!(c.partition_epoch, 2);
+    fn kafka_takes_only_the_controller_choices_kafka_makes() {
+        use osprey_model::{ModelConfig, PartitionModel};
+        let model = PartitionModel::new(ModelConfig {
+            min_isr: 1,
+            ..ModelConfig::default()
+        });
+        let s = model.initial_state();
+        let takes = |s: &osprey_model::PartitionState, a: Action| {
+            let n = model.step(s, a).expect("enabled");
+            kafka_takes(&model, s, a, &n)
+        };
+        let fence = |broker, new_leader| Action::FenceBroker { broker, new_leader };
+        assert!(takes(&s, fence(0, Some(1))), "the first ISR member");
+        assert!(!takes(&s, fence(0, Some(2))), "not the first");
+        assert!(
+            !takes(&s, Action::MoveLeader { to: 1 }),
+            "preferred is broker 0"
+        );
+        // Broker 2 leaves the ISR; fencing it then changes no partition in Kafka.
+        let shrunk = model
+            .step(
+                &s,
+                Action::ProposeIsrShrink {
+                    leader: 0,
+                    follower: 2,
+                },
+            )
+            .and_then(|s| model.step(&s, Action::AlterPartition { leader: 0 }))
+            .expect("enabled");
+        assert!(!takes(&shrunk, fence(2, None)));
+        assert!(takes(&s, fence(2, None)), "an ISR member");
     }
 }

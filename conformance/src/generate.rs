@@ -43,7 +43,8 @@ impl SplitMix64 {
     }
 }
 
-/// The steps enabled in `s` that change it (what the checker would explore), in the
+/// The steps enabled in `s` that change it (what the checker would explore) and that
+/// Kafka's controller takes the same way ([`crate::controller::kafka_takes`]), in the
 /// model's order.
 pub fn successors(model: &PartitionModel, s: &PartitionState) -> Vec<(Action, PartitionState)> {
     let mut actions = Vec::new();
@@ -51,6 +52,7 @@ pub fn successors(model: &PartitionModel, s: &PartitionState) -> Vec<(Action, Pa
     actions
         .into_iter()
         .filter_map(|a| model.step(s, a).map(|n| (a, n)))
+        .filter(|(a, n)| crate::controller::kafka_takes(model, s, *a, n))
         .collect()
 }
 
@@ -233,6 +235,43 @@ fn search(config: ModelConfig, targets: &[String], limit: usize) -> Vec<(String,
         }
     }
     out
+}
+
+/// The shortest run (breadth-first, at most `limit` states) that keeps to Kafka's
+/// controller choices ([`successors`]) and ends in a state breaking an always-property:
+/// a variant's counterexample that the broker's own controller can replay. The checker's
+/// counterexample may elect another candidate than Kafka would.
+pub fn kafka_counterexample(config: ModelConfig, limit: usize) -> Option<Trace> {
+    let model = PartitionModel::new(config);
+    let mut arena: Vec<(usize, Option<Action>)> = vec![(0, None)];
+    let mut seen: std::collections::HashSet<PartitionState> = std::collections::HashSet::new();
+    let init = model.initial_state();
+    seen.insert(init);
+    let mut queue = VecDeque::from([(init, 0usize)]);
+    while let Some((s, i)) = queue.pop_front() {
+        if arena.len() > limit {
+            return None;
+        }
+        for (a, n) in successors(&model, &s) {
+            if !seen.insert(n) {
+                continue;
+            }
+            arena.push((i, Some(a)));
+            let j = arena.len() - 1;
+            if !osprey_model::trace::violated_properties(&model, &n).is_empty() {
+                let mut actions = Vec::new();
+                let mut k = j;
+                while let (parent, Some(a)) = arena[k] {
+                    actions.push(a);
+                    k = parent;
+                }
+                actions.reverse();
+                return Trace::from_actions(&model, &actions).ok();
+            }
+            queue.push_back((n, j));
+        }
+    }
+    None
 }
 
 /// Writes each trace as `{prefix}-{index:04}.json` in `dir` (created if needed).

@@ -4,7 +4,7 @@
 //! * [`abstraction`] — the one function from broker state to the model's `StateView`, and
 //!   the field-by-field diff;
 //! * [`controller`] — [`controller::ControllerDriver`], the seam for the controller, and
-//!   [`controller::ModelRulesController`], the model's rules on broker types;
+//!   [`controller::KafkaController`], the broker's own controller behind it;
 //! * [`replay`] — a [`replay::Cluster`] of real replicas on real logs that performs model
 //!   steps, and [`replay::replay`] for whole traces;
 //! * [`generate`] — seeded random walks and a covering set of model traces;
@@ -12,6 +12,8 @@
 
 pub mod abstraction;
 pub mod controller;
+pub mod explore;
 pub mod generate;
 pub mod replay;
 pub mod report;
+pub mod variants;

@@ -31,6 +31,7 @@
 
 use std::fmt;
 
+use osprey_broker::faults::{Fault, Faults};
 use osprey_broker::replication::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::replication::{
     Acks, AlterPartitionProposal, BrokerId, Effect, FetchResponse, ProduceOutcome, Replica,
@@ -43,7 +44,7 @@ use osprey_model::{Action, FlushPolicy, ModelConfig};
 use serde::Serialize;
 
 use crate::abstraction::{diff, record_batch, state_view, BrokerNode, BrokerSlot};
-use crate::controller::{ControllerDriver, ModelRulesController};
+use crate::controller::{ControllerDriver, KafkaController};
 
 /// `replica.lag.time.max.ms` used by the replay (Kafka's default).
 pub const LAG_TIME_MAX_MS: u64 = 30_000;
@@ -100,24 +101,43 @@ pub struct Cluster {
     inflight_fetch: Vec<Option<FetchResponse>>,
     /// Per leader: the AlterPartition request it sent.
     inflight_alter: Vec<Option<AlterPartitionProposal>>,
-    broker_epochs: Vec<i64>,
     /// Whether each broker's last shutdown was clean (read at its next registration).
     clean_shutdown: Vec<bool>,
     /// High watermark last checkpointed, per broker.
     checkpointed_hw: Vec<i64>,
     records: Vec<RecordStatus>,
     now_ms: u64,
+    /// The test-only fault every replica runs with.
+    faults: Faults,
 }
 
 impl Cluster {
     /// The model's initial state on the broker: broker 0 leads in epoch 0 with every replica
-    /// in the ISR, every broker has learned it, every log is empty. The controller is
-    /// [`ModelRulesController`].
+    /// in the ISR, every broker has learned it, every log is empty. The controller is the
+    /// broker's own ([`KafkaController`]).
     pub fn new(config: ModelConfig) -> Result<Cluster, String> {
-        let replicas: Vec<BrokerId> = (0..i32::from(config.brokers)).collect();
-        let controller =
-            ModelRulesController::new(replicas, config.min_isr as usize, config.unclean_election());
-        Cluster::with_controller(config, Box::new(controller))
+        Cluster::with_fault(config, None)
+    }
+
+    /// As [`Cluster::new`], with `fault` switched on in every replica and in the controller
+    /// (it acts only in builds with `osprey-broker`'s `faults` feature).
+    pub fn with_fault(config: ModelConfig, fault: Option<Fault>) -> Result<Cluster, String> {
+        let faults = Faults::new(fault);
+        let controller = KafkaController::new(
+            config.brokers,
+            config.min_isr,
+            config.unclean_election(),
+            faults,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut c = Cluster::with_controller(config, Box::new(controller))?;
+        c.faults = faults;
+        for slot in &mut c.brokers {
+            if let BrokerNode::Up(r) = &mut slot.node {
+                r.set_faults(faults);
+            }
+        }
+        Ok(c)
     }
 
     /// As [`Cluster::new`] with another controller (in the same initial state).
@@ -135,16 +155,17 @@ impl Cluster {
             controller,
             inflight_fetch: vec![None; n],
             inflight_alter: vec![None; n],
-            broker_epochs: vec![0; n],
             clean_shutdown: vec![true; n],
             checkpointed_hw: vec![0; n],
             records: vec![RecordStatus::NotSent; config.records as usize],
             now_ms: 0,
+            faults: Faults::default(),
         };
         let state = c.controller.partition_state();
         for b in 0..n {
             let log = c.open_log(b)?;
-            let mut r = Replica::new(c.replica_config(b), log, 0)
+            let epoch = c.controller.broker_epoch(b as BrokerId);
+            let mut r = Replica::new(c.replica_config(b), log, epoch)
                 .map_err(|e| format!("broker {b}: opening the replica: {e}"))?;
             if state.leader == b as i32 {
                 r.become_leader(&state, 0);
@@ -174,6 +195,7 @@ impl Cluster {
             broker_id: b as i32,
             min_insync_replicas: self.config.min_isr as usize,
             replica_lag_time_max_ms: LAG_TIME_MAX_MS,
+            faults: self.faults,
         }
     }
 
@@ -207,6 +229,12 @@ impl Cluster {
         &self.records
     }
 
+    /// The step the controller already took with the last one, which must come next (see
+    /// [`crate::controller`]).
+    pub fn owed_step(&self) -> Option<Action> {
+        self.controller.owed_step()
+    }
+
     /// Whether broker `b` has a fetch response in flight.
     pub fn has_inflight_fetch(&self, b: u8) -> bool {
         self.inflight_fetch[b as usize].is_some()
@@ -220,6 +248,14 @@ impl Cluster {
     /// Performs one model step on the broker. `Err` when the broker cannot take it (the
     /// model could): that is a mismatch.
     pub fn apply(&mut self, action: Action) -> Result<(), String> {
+        if let Some(owed) = self.controller.owed_step() {
+            if owed != action {
+                return Err(format!(
+                    "Kafka's controller elected at the unfence: the next step must be {}",
+                    owed.describe()
+                ));
+            }
+        }
         match action {
             Action::Produce { leader, acks_all } => self.produce(leader, acks_all)?,
             Action::Fetch { follower } => self.fetch(follower)?,
@@ -306,6 +342,10 @@ impl Cluster {
     /// handling it would be a no-op (KIP-320), so it may as well be gone. The replay mirrors
     /// that on the broker's state, so that a later Fetch is enabled in both.
     fn drop_stale_fetch_responses(&mut self) {
+        // Before KIP-320 (fault and variant unfenced-truncation) stale responses are used.
+        if self.faults.is(Fault::UnfencedTruncation) {
+            return;
+        }
         for b in 0..self.inflight_fetch.len() {
             let Some(resp) = &self.inflight_fetch[b] else {
                 continue;
@@ -455,13 +495,20 @@ impl Cluster {
         else {
             return Err(format!("broker {broker} is up"));
         };
-        self.broker_epochs[b] += 1;
-        let epoch = self.broker_epochs[b];
+        // The broker registers first: its new broker epoch is the registration's.
+        let epoch = match self
+            .controller
+            .register(i32::from(broker), self.clean_shutdown[b])
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.brokers[b].node = BrokerNode::Down(log);
+                return Err(e.to_string());
+            }
+        };
         let r = Replica::restart(self.replica_config(b), log, epoch)
             .map_err(|e| format!("broker {broker}: restarting the replica: {e}"))?;
         self.brokers[b].node = BrokerNode::Up(Box::new(r));
-        self.controller
-            .register(i32::from(broker), epoch, self.clean_shutdown[b]);
         Ok(())
     }
 
@@ -553,7 +600,6 @@ pub struct ReplayOutcome {
 /// Replays `trace` on a fresh [`Cluster`], comparing the abstraction with the model's
 /// recorded state after the initial state and after every step. Stops at the first mismatch.
 pub fn replay(trace: &Trace) -> ReplayOutcome {
-    let mut steps = 0;
     let fail = |step: usize, action, reason: String, model, broker, diff| ReplayOutcome {
         steps: step.saturating_sub(1),
         mismatch: Some(Mismatch {
@@ -575,7 +621,27 @@ pub fn replay(trace: &Trace) -> ReplayOutcome {
             vec![],
         );
     }
-    let mut cluster = match Cluster::new(trace.config) {
+    replay_on(trace, trace.config, None)
+}
+
+/// Replays `trace` (whose recorded states are the model's under `trace.config`) on a fresh
+/// [`Cluster`] built for `broker_config` with `fault` switched on, comparing as [`replay`]
+/// does. A variant's counterexample replays on the correct broker with the variant's
+/// bounds and no flaw, and on the faulty broker with its fault.
+pub fn replay_on(trace: &Trace, broker_config: ModelConfig, fault: Option<Fault>) -> ReplayOutcome {
+    let mut steps = 0;
+    let fail = |step: usize, action, reason: String, model, broker, diff| ReplayOutcome {
+        steps: step.saturating_sub(1),
+        mismatch: Some(Mismatch {
+            step,
+            action,
+            reason,
+            diff,
+            model,
+            broker,
+        }),
+    };
+    let mut cluster = match Cluster::with_fault(broker_config, fault) {
         Ok(c) => c,
         Err(e) => return fail(0, None, e, None, None, vec![]),
     };

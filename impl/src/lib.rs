@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod controller;
+pub mod faults;
 pub mod group;
 pub mod node;
 pub mod replication;

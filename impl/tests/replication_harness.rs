@@ -90,6 +90,7 @@ impl Cluster {
             broker_id: b,
             min_insync_replicas: self.min_isr,
             replica_lag_time_max_ms: self.lag_ms,
+            faults: Default::default(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! `osprey traces generate`: model traces for the conformance suite.
 
 use clap::{Args, Subcommand};
-use osprey_conformance::generate::{covering_set, random_walks, write_traces};
+use osprey_conformance::generate::{
+    covering_set, kafka_counterexample, random_walks, write_traces,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +18,34 @@ pub enum TracesCommand {
     /// Write seeded random walks of the model plus a covering set (every step kind and
     /// every sometimes-property witness), one `osprey-trace/1` JSON file per trace.
     Generate(GenerateArgs),
+    /// Write the shortest counterexample of a variant (`--variant`) that keeps to Kafka's
+    /// controller choices, so that the broker's own controller can replay it.
+    Counterexample(CounterexampleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CounterexampleArgs {
+    /// The bug variant (its small bounds, `Variant::small_config`).
+    #[arg(long)]
+    pub variant: osprey_model::Variant,
+    /// Override the variant's crash bound.
+    #[arg(long)]
+    pub max_crashes: Option<u8>,
+    /// Override the variant's leader epoch bound.
+    #[arg(long)]
+    pub max_epoch: Option<u8>,
+    /// Override the variant's record count.
+    #[arg(long)]
+    pub records: Option<u8>,
+    /// Override the variant's ISR change bound.
+    #[arg(long)]
+    pub max_isr_changes: Option<u8>,
+    /// States the search may visit.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub search_limit: usize,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -40,7 +70,46 @@ pub struct GenerateArgs {
 pub fn run(args: TracesArgs) -> ExitCode {
     match args.command {
         TracesCommand::Generate(g) => generate(g),
+        TracesCommand::Counterexample(c) => counterexample(c),
     }
+}
+
+fn counterexample(args: CounterexampleArgs) -> ExitCode {
+    let mut config = args.variant.small_config();
+    config.max_crashes = args.max_crashes.unwrap_or(config.max_crashes);
+    config.max_epoch = args.max_epoch.unwrap_or(config.max_epoch);
+    config.records = args.records.unwrap_or(config.records);
+    config.max_isr_changes = args.max_isr_changes.unwrap_or(config.max_isr_changes);
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let Some(trace) = kafka_counterexample(config, args.search_limit) else {
+        eprintln!(
+            "no counterexample for {} within {} states",
+            args.variant, args.search_limit
+        );
+        return ExitCode::from(1);
+    };
+    let json = match serde_json::to_string(&trace) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::write(&args.out, json + "\n") {
+        eprintln!("error: writing {}: {e}", args.out.display());
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: {} steps, violates {:?}; written to {}",
+        args.variant,
+        trace.steps.len() - 1,
+        trace.violated,
+        args.out.display()
+    );
+    ExitCode::SUCCESS
 }
 
 fn generate(args: GenerateArgs) -> ExitCode {

@@ -14,6 +14,8 @@ use super::error::{fail, ControllerError};
 use super::image::{MetadataImage, PartitionImage};
 use super::records::{ConfigResourceType, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId};
 use super::topic_config::{self, parse_bool, MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION_ENABLE};
+use crate::fault;
+use crate::faults::Faults;
 use crate::replication::{BrokerId, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 
 /// Producer ids handed out per AllocateProducerIds request (Kafka's block size).
@@ -38,6 +40,8 @@ pub struct ControllerConfig {
     /// Osprey's bound on partitions per topic, so one request cannot make the controller
     /// allocate without limit (Kafka has none).
     pub max_partitions_per_topic: i32,
+    /// Test-only flaws put back (`faults` feature; empty otherwise).
+    pub faults: Faults,
 }
 
 impl Default for ControllerConfig {
@@ -50,6 +54,7 @@ impl Default for ControllerConfig {
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
             max_partitions_per_topic: 10_000,
+            faults: Faults::default(),
         }
     }
 }
@@ -179,10 +184,21 @@ impl Controller {
 
     /// The topic's effective `unclean.leader.election.enable`.
     pub fn unclean_leader_election_enable(&self, topic: &str) -> bool {
-        self.image
-            .topic_config(topic, UNCLEAN_LEADER_ELECTION_ENABLE)
-            .and_then(parse_bool)
-            .unwrap_or(self.config.unclean_leader_election_enable)
+        // Fault: the Kafka 0.8 default Jepsen found, whatever the config says.
+        fault!(self.config.faults, UncleanElection)
+            || self
+                .image
+                .topic_config(topic, UNCLEAN_LEADER_ELECTION_ENABLE)
+                .and_then(parse_bool)
+                .unwrap_or(self.config.unclean_leader_election_enable)
+    }
+
+    /// A change of partition `p` of `topic`, under the topic's min ISR.
+    fn partition_change(&self, p: &PartitionImage, topic: &str) -> PartitionChange {
+        let mut change = PartitionChange::new(p, self.min_insync_replicas(topic));
+        // Fault: no KIP-966 (no ELR).
+        change.elr_enabled = !fault!(self.config.faults, LastReplicaStanding);
+        change
     }
 
     fn session_alive(&self, broker_id: BrokerId, now_ms: u64) -> bool {
@@ -375,8 +391,11 @@ impl Controller {
         let affected =
             self.partitions_where(|_, p| p.isr.contains(&broker_id) || p.leader == broker_id);
         for (topic, topic_id, partition, p) in affected {
-            let mut change = PartitionChange::new(&p, self.min_insync_replicas(&topic));
-            if p.isr.contains(&broker_id) {
+            let mut change = self.partition_change(&p, &topic);
+            // Fault: before KIP-966 the last ISR member stayed in the ISR when fenced.
+            let last_stays =
+                fault!(self.config.faults, LastReplicaStanding) && p.isr == [broker_id];
+            if p.isr.contains(&broker_id) && !last_stays {
                 let isr: Vec<BrokerId> =
                     p.isr.iter().copied().filter(|b| *b != broker_id).collect();
                 change.set_isr(&isr, &[broker_id]);
@@ -424,7 +443,7 @@ impl Controller {
             if candidates.1.is_empty() {
                 continue;
             }
-            let mut change = PartitionChange::new(&p, self.min_insync_replicas(&topic));
+            let mut change = self.partition_change(&p, &topic);
             change.elect(candidates);
             if let Some(rec) = change.into_record(topic_id, partition, &p) {
                 self.append(rec);
@@ -438,7 +457,7 @@ impl Controller {
         for (topic, topic_id, partition, p) in
             self.partitions_where(|_, p| p.elr.contains(&broker_id))
         {
-            let mut change = PartitionChange::new(&p, self.min_insync_replicas(&topic));
+            let mut change = self.partition_change(&p, &topic);
             change.elr.retain(|b| *b != broker_id);
             if let Some(rec) = change.into_record(topic_id, partition, &p) {
                 self.append(rec);
@@ -749,7 +768,7 @@ impl Controller {
             for (_, topic_id, partition, p) in
                 self.partitions_where(|t, p| t == topic && !p.elr.is_empty())
             {
-                let mut change = PartitionChange::new(&p, self.min_insync_replicas(topic));
+                let mut change = self.partition_change(&p, topic);
                 change.elr.clear();
                 if let Some(rec) = change.into_record(topic_id, partition, &p) {
                     self.append(rec);
@@ -859,10 +878,17 @@ impl Controller {
             let why = match self.image.broker(*b) {
                 None => Some("not registered".to_string()),
                 Some(r) if r.fenced => Some("fenced".to_string()),
-                Some(r) if *epoch != UNKNOWN_BROKER_EPOCH && *epoch != r.epoch => Some(format!(
-                    "broker epoch mismatch: requested={epoch} vs expected={}",
-                    r.epoch
-                )),
+                // Fault: before KIP-903 the members' broker epochs were not checked.
+                Some(r)
+                    if *epoch != UNKNOWN_BROKER_EPOCH
+                        && *epoch != r.epoch
+                        && !fault!(self.config.faults, StaleBrokerEpoch) =>
+                {
+                    Some(format!(
+                        "broker epoch mismatch: requested={epoch} vs expected={}",
+                        r.epoch
+                    ))
+                }
                 Some(_) => None,
             };
             if let Some(why) = why {
@@ -878,7 +904,7 @@ impl Controller {
             .copied()
             .filter(|b| !new_isr.contains(b))
             .collect();
-        let mut change = PartitionChange::new(&p, self.min_insync_replicas(&topic));
+        let mut change = self.partition_change(&p, &topic);
         change.set_isr(&new_isr, &removed);
         change.leader_recovery_state = req.leader_recovery_state;
         if let Some(rec) = change.into_record(req.topic_id, req.partition, &p) {
@@ -917,7 +943,7 @@ impl Controller {
             );
         };
         let (topic_id, p) = (t.id, p.clone());
-        let mut change = PartitionChange::new(&p, self.min_insync_replicas(topic));
+        let mut change = self.partition_change(&p, topic);
         match kind {
             ElectionType::Preferred => {
                 let preferred = p.replicas.first().copied().unwrap_or(NO_BROKER);

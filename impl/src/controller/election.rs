@@ -51,6 +51,8 @@ pub struct PartitionChange {
     pub elr: Vec<BrokerId>,
     pub leader: BrokerId,
     pub leader_recovery_state: LeaderRecoveryState,
+    /// Whether ISR changes keep the ELR (KIP-966); off only under a test fault.
+    pub elr_enabled: bool,
 }
 
 impl PartitionChange {
@@ -63,6 +65,7 @@ impl PartitionChange {
             elr: p.elr.clone(),
             leader: p.leader,
             leader_recovery_state: p.leader_recovery_state,
+            elr_enabled: true,
         }
     }
 
@@ -71,6 +74,9 @@ impl PartitionChange {
     /// enough; an ISR member is never in the ELR.
     pub fn set_isr(&mut self, isr: &[BrokerId], removed: &[BrokerId]) {
         self.isr = in_replica_order(&self.replicas, |b| isr.contains(&b));
+        if !self.elr_enabled {
+            return;
+        }
         if self.isr.len() >= self.min_isr {
             self.elr.clear();
         } else {

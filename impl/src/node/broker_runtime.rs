@@ -71,6 +71,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
         broker_id: config.node_id,
         min_insync_replicas: config.min_insync_replicas.max(1) as usize,
         replica_lag_time_max_ms: config.replica_lag_time_max_ms,
+        faults: crate::faults::Faults::default(),
     };
     let (replicas, alter_rx) =
         ReplicaManager::new(config.log_dir().to_path_buf(), log_config, replica_config);

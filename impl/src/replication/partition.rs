@@ -18,6 +18,8 @@ use super::error_codes::*;
 use super::producer_state::{Check, ProducerStateManager};
 use super::purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
 use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
+use crate::fault;
+use crate::faults::Faults;
 use crate::storage::{
     check_batch, BatchHeader, PartitionLog, StorageError, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
@@ -32,6 +34,8 @@ pub struct ReplicaConfig {
     /// `replica.lag.time.max.ms`: how long a follower may stay behind the leader's log end
     /// before the leader proposes dropping it from the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// Test-only flaws put back (`faults` feature; empty otherwise).
+    pub faults: Faults,
 }
 
 impl ReplicaConfig {
@@ -40,6 +44,7 @@ impl ReplicaConfig {
             broker_id,
             min_insync_replicas: 2,
             replica_lag_time_max_ms: 30_000,
+            faults: Faults::default(),
         }
     }
 }
@@ -294,6 +299,10 @@ pub struct Replica {
     /// Idempotent producers' state, always equal to what the log's batches imply.
     producers: ProducerStateManager,
     effects: VecDeque<Effect>,
+    /// Faults `SingleEpochTruncation` and `UnfencedTruncation` only: the follower validated
+    /// its log against its leader once (before KIP-279 one OffsetsForLeaderEpoch lookup) and
+    /// now fetches without a last fetched epoch. Always false in a correct broker.
+    epoch_validated: bool,
 }
 
 impl Replica {
@@ -315,6 +324,7 @@ impl Replica {
             purgatory: ProducePurgatory::new(),
             producers,
             effects: VecDeque::new(),
+            epoch_validated: false,
         })
     }
 
@@ -323,6 +333,10 @@ impl Replica {
 
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
+    }
+    /// Switches test-only faults (see [`crate::faults`]).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.config.faults = faults;
     }
     pub fn broker_id(&self) -> BrokerId {
         self.config.broker_id
@@ -416,6 +430,7 @@ impl Replica {
                 .retain(|f| state.replicas.contains(&f.broker_id));
         } else {
             self.fail_delayed_produces();
+            self.epoch_validated = false;
             let followers = state
                 .replicas
                 .iter()
@@ -465,7 +480,24 @@ impl Replica {
             }
         };
         self.leader_epoch = state.leader_epoch;
+        self.epoch_validated = false;
+        if fault!(self.config.faults, HwTruncation) {
+            // Before KIP-101: a new follower cut its log back to its high watermark.
+            if let Err(e) = self.truncate_to_high_watermark() {
+                tracing::warn!(error = %e, "truncating to the high watermark");
+            }
+        }
         true
+    }
+
+    /// The pre-KIP-101 truncation (fault `HwTruncation` only).
+    fn truncate_to_high_watermark(&mut self) -> Result<(), StorageError> {
+        let hw = self.log.high_watermark();
+        if hw < self.log.log_end_offset() {
+            self.log.truncate_to(hw)?;
+            self.producers.rebuild(&self.log)?;
+        }
+        Ok(())
     }
 
     // -------------------------------------------------------------------------------------
@@ -563,7 +595,7 @@ impl Replica {
                 base_offset,
             })
         };
-        if acks != Acks::All {
+        if acks != Acks::All || fault!(self.config.faults, AckBeforeReplication) {
             return done(NONE);
         }
         let required_offset = last_offset + 1;
@@ -611,13 +643,22 @@ impl Replica {
         let Role::Follower { leader } = self.role else {
             return None;
         };
+        let f = self.config.faults;
+        // Faults: before KIP-101 there were no epochs to send; before KIP-279 only the first
+        // fetch after a leader change validated the log.
+        let validates_once = fault!(f, SingleEpochTruncation) || fault!(f, UnfencedTruncation);
+        let no_epoch = fault!(f, HwTruncation) || (validates_once && self.epoch_validated);
         Some((
             leader,
             FetchRequestPartition {
                 replica_id: self.config.broker_id,
                 replica_broker_epoch: self.broker_epoch,
                 fetch_offset: self.log.log_end_offset(),
-                last_fetched_epoch: self.log.latest_epoch(),
+                last_fetched_epoch: if no_epoch {
+                    None
+                } else {
+                    self.log.latest_epoch()
+                },
                 current_leader_epoch: self.leader_epoch,
                 max_bytes,
             },
@@ -641,10 +682,12 @@ impl Replica {
         let Role::Leader(l) = &mut self.role else {
             return FetchResult::error(NOT_LEADER_OR_FOLLOWER);
         };
-        if req.current_leader_epoch < leader_epoch {
+        // Fault: before KIP-320 fetches carried no current leader epoch.
+        let fenced = !fault!(self.config.faults, UnfencedTruncation);
+        if fenced && req.current_leader_epoch < leader_epoch {
             return FetchResult::error(FENCED_LEADER_EPOCH);
         }
-        if req.current_leader_epoch > leader_epoch {
+        if fenced && req.current_leader_epoch > leader_epoch {
             return FetchResult::error(UNKNOWN_LEADER_EPOCH);
         }
         // Kafka (not modelled): a fetch from an older incarnation of the follower is stale.
@@ -711,8 +754,12 @@ impl Replica {
         &mut self,
         resp: &FetchResponse,
     ) -> Result<FollowerFetchOutcome, StorageError> {
-        let follows = matches!(self.role, Role::Follower { leader } if leader == resp.leader);
-        if !follows || resp.leader_epoch != self.leader_epoch {
+        // Fault: before KIP-320 a response was used whoever the follower follows now.
+        let f = self.config.faults;
+        let unfenced = fault!(f, UnfencedTruncation);
+        let follows =
+            matches!(self.role, Role::Follower { leader } if leader == resp.leader || unfenced);
+        if !follows || (resp.leader_epoch != self.leader_epoch && !unfenced) {
             return Ok(FollowerFetchOutcome::Dropped);
         }
         let r = &resp.result;
@@ -723,6 +770,9 @@ impl Replica {
         if let Some(d) = r.diverging_epoch {
             let target = if d.epoch == UNDEFINED_EPOCH || d.end_offset == UNDEFINED_EPOCH_OFFSET {
                 0
+            } else if fault!(f, SingleEpochTruncation) || fault!(f, HwTruncation) {
+                // Fault: the leader's answer is trusted as is, no lookup of our own.
+                d.end_offset
             } else {
                 match self.log.end_offset_for_epoch(d.epoch) {
                     Some((_, end)) => end.min(d.end_offset),
@@ -736,6 +786,7 @@ impl Replica {
                 // log so a retry of a removed batch is appended again, not "deduplicated".
                 self.producers.rebuild(&self.log)?;
             }
+            self.epoch_validated = fault!(f, SingleEpochTruncation);
             return Ok(FollowerFetchOutcome::Truncated {
                 log_end_offset: self.log.log_end_offset(),
             });
@@ -745,6 +796,7 @@ impl Replica {
         }
         let info = self.log.append_as_follower(r.records.clone())?;
         self.producers.update_from_append(&info.batches);
+        self.epoch_validated = fault!(f, SingleEpochTruncation) || unfenced;
         let leo = self.log.log_end_offset();
         self.log.set_high_watermark(r.high_watermark.min(leo));
         Ok(FollowerFetchOutcome::Appended {
@@ -765,15 +817,28 @@ impl Replica {
         let Role::Leader(l) = &self.role else {
             return false;
         };
-        if l.isr.len() < self.config.min_insync_replicas {
+        let below_min_isr = l.isr.len() < self.config.min_insync_replicas;
+        if below_min_isr && !fault!(self.config.faults, LastReplicaStanding) {
             return false;
         }
         let mut hw = self.log.log_end_offset();
-        for m in l.maximal_isr().filter(|&m| m != me) {
-            match l.follower(m).and_then(|f| f.log_end_offset) {
-                Some(end) => hw = hw.min(end),
-                None => return false,
+        let mut known = true;
+        let mut visit = |m: BrokerId| {
+            if m != me {
+                match l.follower(m).and_then(|f| f.log_end_offset) {
+                    Some(end) => hw = hw.min(end),
+                    None => known = false,
+                }
             }
+        };
+        let eager = fault!(self.config.faults, EagerIsrShrink);
+        match &l.pending_isr {
+            // Before KIP-497's maximal ISR: a pending shrink already counts.
+            Some(p) if eager => p.isr.iter().copied().for_each(&mut visit),
+            _ => l.maximal_isr().for_each(&mut visit),
+        }
+        if !known {
+            return false;
         }
         if hw <= self.log.high_watermark() {
             return false;
@@ -815,8 +880,10 @@ impl Replica {
     /// watermark, and at least where this leader epoch starts (KAFKA-7128: otherwise it
     /// could still hold a tail from an earlier epoch that it must truncate).
     fn may_join_isr(&self, l: &LeaderState, f: &FollowerState) -> bool {
-        f.log_end_offset
-            .is_some_and(|end| end >= self.log.high_watermark() && end >= l.epoch_start_offset)
+        let guard = !fault!(self.config.faults, NoExpandGuard);
+        f.log_end_offset.is_some_and(|end| {
+            end >= self.log.high_watermark() && (!guard || end >= l.epoch_start_offset)
+        })
     }
 
     /// Model step `ProposeIsrShrink`: propose dropping a lagging `follower` from the ISR.
@@ -975,7 +1042,11 @@ impl Replica {
         log: PartitionLog,
         broker_epoch: i64,
     ) -> Result<Self, StorageError> {
-        Replica::new(config, log, broker_epoch)
+        let mut r = Replica::new(config, log, broker_epoch)?;
+        if fault!(r.config.faults, HwTruncation) {
+            r.truncate_to_high_watermark()?;
+        }
+        Ok(r)
     }
 }
 
