@@ -31,6 +31,8 @@ pub fn config(flush_every: bool, min_isr: u8) -> ModelConfig {
             FlushPolicy::Never
         },
         acks: osprey_model::AcksChoice::Both,
+        // The broker's fetch responses travel on their own: the finer grain.
+        fetch: osprey_model::FetchDelivery::Split,
         variant: None,
     }
 }
