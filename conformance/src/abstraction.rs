@@ -23,10 +23,9 @@
 //!    replay recovers the log (`PartitionLog::open`) right after the crash and keeps it until
 //!    Restart; nothing touches the directory in between, so recovering then or at restart is
 //!    the same.
-//! 5. **Empty epochs.** The model's epoch cache keeps an epoch in which nothing was written
-//!    when a later epoch starts at the same offset (`[(0, 0), (2, 0)]`); Kafka's
-//!    `LeaderEpochFileCache.assign`, and storage, drop the earlier entry (`[(2, 0)]`). The
-//!    comparison drops such entries from the model's cache ([`without_empty_epochs`]).
+//! 5. **Empty epochs.** No bridge any more: the model's `EpochCache::assign` drops an epoch in
+//!    which nothing was written when a later one starts at the same offset, as Kafka's
+//!    `LeaderEpochFileCache.assign` and storage do, and the caches are compared as they are.
 //! 6. **Flushed offset.** The model's flushed offset is what it guarantees durable: with
 //!    `flush never`, nothing until a clean shutdown, and a truncation only lowers it. Storage
 //!    fsyncs a truncation's cut, which makes the whole remaining log durable, so its flushed
@@ -241,7 +240,7 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
         }
         field(
             format!("{p} epoch_cache"),
-            fmt(&without_empty_epochs(&m.epoch_cache)),
+            fmt(&m.epoch_cache),
             fmt(&b.epoch_cache),
         );
         field(format!("{p} isr"), fmt(&m.isr), fmt(&b.isr));
@@ -282,17 +281,6 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
         field(format!("record {}", i + 1), fmt(m), fmt(b));
     }
     out
-}
-
-/// An epoch cache without the entries followed by one with the same start offset (epochs
-/// in which nothing was written before the next began: bridge 5).
-pub fn without_empty_epochs(cache: &[(u8, u8)]) -> Vec<(u8, u8)> {
-    cache
-        .iter()
-        .enumerate()
-        .filter(|(i, (_, start))| cache.get(i + 1).is_none_or(|(_, next)| next != start))
-        .map(|(_, e)| *e)
-        .collect()
 }
 
 fn fmt(v: &impl std::fmt::Debug) -> String {

@@ -15,11 +15,6 @@
 //!   `PartitionChangeBuilder` (and this controller) the first in replica order.
 //! * **Preferred election.** The model's MoveLeader moves leadership to any unfenced ISR
 //!   member; Kafka's preferred election only to the first replica.
-//! * **Fencing a broker that neither leads nor is in the ISR.** The model bumps the
-//!   partition epoch; Kafka writes no partition change (its `PartitionChangeBuilder` emits no
-//!   record for a change that changes nothing), so the two disagree from then on about the
-//!   partition epoch and about the next AlterPartition. The model is the side that differs
-//!   from Kafka; the driver refuses the step.
 //!
 //! One difference is a matter of granularity, and is bridged here: **Kafka elects at
 //! unfencing.** An unfence that gives an offline partition a live candidate elects it in the
@@ -230,6 +225,21 @@ impl ControllerDriver for KafkaController {
         };
         let mut epoch = 0;
         self.atomically(|c| {
+            // A broker that crashed again after registering, before it was unfenced, still
+            // has a session: Kafka refuses the new incarnation (DUPLICATE_BROKER_REGISTRATION)
+            // until that session expires, and the broker retries. The model's Restart is the
+            // registration that succeeds, so the old session expires first (the other
+            // unfenced brokers heartbeat meanwhile).
+            if c.controller.session_alive(broker, c.now_ms) {
+                c.now_ms += SESSION_TIMEOUT_MS + 1;
+                let others: Vec<BrokerId> = (0..c.brokers)
+                    .filter(|&b| b != broker && !c.fenced(b))
+                    .collect();
+                for b in others {
+                    c.heartbeat(b, c.broker_epoch(b))?;
+                }
+                c.controller.tick(c.now_ms);
+            }
             epoch = c.register_incarnation(broker, previous)?;
             Ok(())
         })?;
@@ -244,11 +254,6 @@ impl ControllerDriver for KafkaController {
             )));
         }
         let before = self.partition();
-        if before.leader != broker && !before.isr.contains(&broker) {
-            return Err(Refused(format!(
-                "fencing broker {broker}, which neither leads nor is in the ISR, changes no partition in Kafka (the model bumps the partition epoch)"
-            )));
-        }
         self.atomically(|c| {
             // Every other unfenced broker heartbeats; broker's session expires.
             c.now_ms += SESSION_TIMEOUT_MS + 1;
@@ -423,11 +428,7 @@ pub fn kafka_takes(
     match a {
         Action::MoveLeader { to } => to == 0,
         Action::FenceBroker { broker, new_leader } => {
-            if c.leader == broker {
-                new_leader == first_candidate(s, broker).map(|(b, _)| b)
-            } else {
-                c.isr.contains(broker)
-            }
+            c.leader != broker || new_leader == first_candidate(s, broker).map(|(b, _)| b)
         }
         Action::ElectLeader { .. } => false,
         Action::UnfenceBroker { .. } => {
@@ -487,12 +488,16 @@ mod tests {
     }
 
     #[test]
-    fn fencing_a_broker_outside_the_isr_is_refused_as_the_model_bumps_the_epoch() {
+    fn fencing_a_broker_outside_the_isr_changes_no_partition() {
         let mut c = KafkaController::new(3, 1, false, Faults::default()).unwrap();
         c.fence(2, None).unwrap();
         c.unfence(2).unwrap();
-        let err = c.fence(2, None).unwrap_err();
-        assert!(err.0.contains("neither leads nor is in the ISR"), "{err}");
+        let before = c.view();
+        c.fence(2, None).unwrap();
+        let after = c.view();
+        assert_eq!(after.partition_epoch, before.partition_epoch);
+        assert_eq!(after.isr, before.isr);
+        assert_eq!(after.fenced, vec![2]);
     }
 
     #[test]
@@ -527,8 +532,10 @@ mod tests {
             c.alter_partition(&shrink),
             AlterPartitionResponse::Error(INVALID_UPDATE_VERSION)
         );
-        c.fence(2, None).unwrap_err(); // not in the ISR any more
-                                       // Broker 2 crashes and comes back: fenced by session expiry, registers again.
+        // Fencing broker 2, out of the ISR now, changes no partition.
+        c.fence(2, None).unwrap();
+        assert_eq!(c.view().partition_epoch, 1);
+        // Broker 2 crashes and comes back: fenced by session expiry, registers again.
         let mut d = KafkaController::new(3, 2, false, Faults::default()).unwrap();
         let old = e(&d, 2);
         d.fence(2, None).unwrap();
@@ -573,7 +580,8 @@ mod tests {
             !takes(&s, Action::MoveLeader { to: 1 }),
             "preferred is broker 0"
         );
-        // Broker 2 leaves the ISR; fencing it then changes no partition in Kafka.
+        // Broker 2 leaves the ISR; fencing it then changes no partition, in Kafka as in the
+        // model, and Kafka takes it.
         let shrunk = model
             .step(
                 &s,
@@ -584,7 +592,12 @@ mod tests {
             )
             .and_then(|s| model.step(&s, Action::AlterPartition { leader: 0 }))
             .expect("enabled");
-        assert!(!takes(&shrunk, fence(2, None)));
+        assert!(takes(&shrunk, fence(2, None)));
+        let fenced = model.step(&shrunk, fence(2, None)).expect("enabled");
+        assert_eq!(
+            fenced.controller.partition_epoch,
+            shrunk.controller.partition_epoch
+        );
         assert!(takes(&s, fence(2, None)), "an ISR member");
     }
 }

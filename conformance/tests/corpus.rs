@@ -25,21 +25,3 @@ fn the_corpus_replays_without_mismatch_and_covers_every_step_kind() {
         assert!(*n > 0, "no trace witnesses {name}");
     }
 }
-
-/// The model keeps an empty epoch in its cache where Kafka (and the broker) drop it, and
-/// that is observable (`specs/conformance.md`, "Divergences found"). When the model is fixed
-/// this trace no longer replays as a run of it, and belongs in the corpus instead.
-#[test]
-fn the_model_keeps_an_empty_epoch_that_kafka_drops() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("divergences/model-keeps-empty-epoch.json");
-    let trace: osprey_model::trace::Trace =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    trace.validate().unwrap();
-    let outcome = osprey_conformance::replay::replay(&trace);
-    let m = outcome
-        .mismatch
-        .expect("the broker answers as Kafka, not as the model");
-    assert_eq!(m.step, 20, "{m}");
-    assert!(m.diff.iter().any(|d| d.starts_with("broker 1 log:")), "{m}");
-}

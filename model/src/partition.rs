@@ -912,10 +912,16 @@ impl PartitionModel {
         } else if new_leader.is_some() {
             return false;
         }
-        if c.leader != b && !self.isr_change_allowed(&c) {
-            return false;
+        // Kafka writes a partition change only for the partitions whose ISR or leader the
+        // fencing touches (`handleBrokerFenced`); fencing any other replica leaves the
+        // partition epoch alone, so the leader's next AlterPartition still applies.
+        let changed = next.leader != c.leader || next.isr != c.isr || next.elr != c.elr;
+        if changed {
+            if c.leader != b && !self.isr_change_allowed(&c) {
+                return false;
+            }
+            next.partition_epoch += 1;
         }
-        next.partition_epoch += 1;
         s.controller = next;
         true
     }

@@ -190,12 +190,23 @@ impl EpochCache {
     pub fn latest_epoch(&self) -> Option<Epoch> {
         self.latest().map(|(e, _)| e)
     }
-    /// Records that `epoch` starts at `start`, as Kafka's `LeaderEpochFileCache.assign`: an epoch
-    /// that is not newer than the latest one is ignored.
+    /// Records that `epoch` starts at `start`, as Kafka's `LeaderEpochFileCache.assign`: no
+    /// change when `epoch` is the latest and starts no earlier; otherwise the entries it
+    /// supersedes are removed first (`maybeTruncateNonMonotonicEntries`: those of this epoch
+    /// or a later one, and those starting at or after `start`), so an epoch in which nothing
+    /// was written is dropped when the next one starts at the same offset.
     pub fn assign(&mut self, epoch: Epoch, start: Offset) {
-        if let Some((latest, _)) = self.latest() {
-            if epoch <= latest {
+        if let Some((latest, latest_start)) = self.latest() {
+            if epoch == latest && start >= latest_start {
                 return;
+            }
+        }
+        while let Some((e, s)) = self.latest() {
+            if e >= epoch || s >= start {
+                self.len -= 1;
+                self.entries[self.len as usize] = (0, 0);
+            } else {
+                break;
             }
         }
         if (self.len as usize) < MAX_CACHE {

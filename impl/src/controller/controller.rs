@@ -201,7 +201,9 @@ impl Controller {
         change
     }
 
-    fn session_alive(&self, broker_id: BrokerId, now_ms: u64) -> bool {
+    /// Whether `broker_id` heartbeated within `broker.session.timeout.ms` of `now_ms`: a new
+    /// incarnation cannot register while the previous one's session is alive.
+    pub fn session_alive(&self, broker_id: BrokerId, now_ms: u64) -> bool {
         self.last_heartbeat_ms
             .get(&broker_id)
             .is_some_and(|t| t.saturating_add(self.config.broker_session_timeout_ms) >= now_ms)
