@@ -879,8 +879,8 @@ impl GroupCoordinator {
     /// coordinator never hands out the id of a member an old one removed (whose zombie
     /// client could otherwise heartbeat and commit as the new member).
     ///
-    /// Rebuilds the groups and offsets of `partition` from its log (the records up to the
-    /// high watermark, in offset order) and starts serving them. Later records override
+    /// Rebuilds the groups and offsets of `partition` from its log (every record to the log
+    /// end, in offset order) and starts serving them. Later records override
     /// earlier ones per key; empty values are tombstones; undecodable records are skipped
     /// with a warning. Loaded members keep their generation and assignment and their
     /// session timers start at `now_ms`, so consumers of a Stable group carry on

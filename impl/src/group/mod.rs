@@ -22,7 +22,8 @@
 //!
 //! Driving it (the node runtime's side):
 //! 1. When this broker becomes leader of `__consumer_offsets` partition `p`:
-//!    `begin_loading(p, leader_epoch)`, read the log up to the high watermark,
+//!    `begin_loading(p, leader_epoch)`, read the log to its end (a new leader's own high
+//!    watermark may still be below commits the old leader acknowledged),
 //!    `load_partition(p, leader_epoch, records, now)`.
 //!    When it stops leading `p`: `unload_partition(p)`.
 //! 2. Pass each request to `handle_request` (or the matching `handle_*` method) with a

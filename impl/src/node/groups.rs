@@ -9,8 +9,9 @@
 //!   `complete_append` once the high watermark passes the records (so a committed offset
 //!   survives the coordinator's death).
 //! * When metadata makes this broker the leader of an offsets partition, the partition's log
-//!   is read up to the high watermark and loaded; when it stops leading, the partition is
-//!   unloaded and parked requests get NOT_COORDINATOR.
+//!   is read to its end (not just to the high watermark, which a new leader may not know
+//!   yet) and loaded; when it stops leading, the partition is unloaded and parked requests
+//!   get NOT_COORDINATOR.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,7 @@ use super::{now_ms, NodeShared};
 use crate::config::NodeConfig;
 use crate::group::{partition_for, CoordinatorConfig, Effect, GroupCoordinator, Reply};
 use crate::replication::Acks;
-use crate::storage::BatchBuilder;
+use crate::storage::{BatchBuilder, PartitionLog};
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -290,43 +291,51 @@ impl GroupService {
     }
 }
 
-/// Every (key, value) of an offsets partition up to its high watermark.
+/// Every (key, value) of an offsets partition this broker has just become leader of.
 fn read_offsets_partition(shared: &NodeShared, partition: i32) -> Vec<(Bytes, Bytes)> {
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
     let Some(slot) = shared.replicas.get(&tp) else {
         return Vec::new();
     };
-    slot.with_replica(&shared.replicas, |r| {
-        let mut out = Vec::new();
-        let hw = r.high_watermark();
-        let mut offset = r.log().log_start_offset();
-        while offset < hw {
-            let Ok(bytes) = r.log().read(offset, 1 << 20) else {
-                break;
-            };
-            if bytes.is_empty() {
-                break;
+    slot.with_replica(&shared.replicas, |r| offsets_log_records(r.log()))
+}
+
+/// Every (key, value) in `log`, in offset order, up to the log end — not the high
+/// watermark. A follower learns the high watermark only from its next fetch, so when it is
+/// elected leader, commits the old leader already acknowledged (its high watermark had
+/// passed them) can sit above the new leader's own high watermark; loading only up to it
+/// would forget them. A leader never truncates its log, so everything in it stays, and
+/// Kafka's coordinator loads to the log end as well.
+fn offsets_log_records(log: &PartitionLog) -> Vec<(Bytes, Bytes)> {
+    let mut out = Vec::new();
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let Ok(bytes) = log.read(offset, 1 << 20) else {
+            break;
+        };
+        if bytes.is_empty() {
+            break;
+        }
+        let mut buf = bytes;
+        let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
+            break;
+        };
+        let before = offset;
+        for record in sets.into_iter().flat_map(|s| s.records) {
+            if record.offset < before {
+                continue; // the first batch read may start before `offset`
             }
-            let mut buf = bytes;
-            let Ok(sets) = RecordBatchDecoder::decode_all(&mut buf) else {
-                break;
-            };
-            let before = offset;
-            for record in sets.into_iter().flat_map(|s| s.records) {
-                offset = record.offset + 1;
-                if record.offset >= hw {
-                    break;
-                }
-                if let Some(key) = record.key {
-                    out.push((key, record.value.unwrap_or_default()));
-                }
-            }
-            if offset == before {
-                break;
+            offset = record.offset + 1;
+            if let Some(key) = record.key {
+                out.push((key, record.value.unwrap_or_default()));
             }
         }
-        out
-    })
+        if offset == before {
+            break;
+        }
+    }
+    out
 }
 
 /// Writes the coordinator's records to `__consumer_offsets` with acks=all and reports
@@ -388,4 +397,86 @@ pub async fn run(shared: Arc<NodeShared>) {
 enum Completion {
     Now(i16),
     Wait(oneshot::Receiver<crate::replication::ProduceCompletion>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LogConfig;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+
+    fn commit_request(offset: i64) -> OffsetCommitRequest {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("readers")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("clicks")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    }
+
+    /// Commits `offset` through `coordinator` and appends its records to `log` as the
+    /// driver does; the append is reported committed.
+    fn commit(coordinator: &mut GroupCoordinator, log: &mut PartitionLog, id: u64, offset: i64) {
+        let reply = coordinator.handle_offset_commit(id, 7, commit_request(offset), 1_000);
+        assert_eq!(reply, Reply::Parked);
+        let Some(Effect::AppendOffsets { records, .. }) = coordinator.poll_effect() else {
+            panic!("no append");
+        };
+        assert_eq!(coordinator.poll_effect(), None);
+        let mut builder = BatchBuilder::new(1_000);
+        for (k, v) in &records {
+            builder = builder.record(1_000, Some(k), Some(v));
+        }
+        log.append_as_leader(builder.build(), 0).unwrap();
+        coordinator.complete_append(id, 0, 1_000);
+        let Some(Effect::Respond { request_id, .. }) = coordinator.poll_effect() else {
+            panic!("no response");
+        };
+        assert_eq!(request_id, id);
+    }
+
+    fn committed(coordinator: &GroupCoordinator) -> i64 {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("readers")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("clicks")))
+                .with_partition_indexes(vec![0])]));
+        let resp = coordinator.handle_offset_fetch(7, req);
+        assert_eq!(resp.error_code, 0);
+        resp.topics[0].partitions[0].committed_offset
+    }
+
+    /// The old leader acknowledged both commits, but this replica, elected next, heard of
+    /// the high watermark only up to the first one: the new coordinator still has both.
+    #[test]
+    fn new_coordinator_loads_commits_above_its_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let config = CoordinatorConfig {
+            offsets_partitions: 1,
+            ..CoordinatorConfig::default()
+        };
+        let mut old = GroupCoordinator::new(config);
+        old.begin_loading(0, 0);
+        old.load_partition(0, 0, Vec::new(), 0);
+        commit(&mut old, &mut log, 1, 100);
+        log.set_high_watermark(log.log_end_offset());
+        commit(&mut old, &mut log, 2, 200);
+        assert_eq!(committed(&old), 200);
+        assert!(log.high_watermark() < log.log_end_offset());
+
+        let mut new = GroupCoordinator::new(config);
+        new.begin_loading(0, 1);
+        new.load_partition(0, 1, offsets_log_records(&log), 2_000);
+        assert_eq!(
+            committed(&new),
+            200,
+            "the acknowledged commit survives the failover"
+        );
+    }
 }

@@ -5,8 +5,15 @@
 //! connection is split in two halves that run concurrently:
 //!
 //! * the reader reads and decodes the next request while earlier ones are still being
-//!   handled, spawning one task per request so handlers run (and may finish) in any order;
+//!   handled. It runs each handler up to its first wait itself, in request order, and then
+//!   moves the rest to a task of its own, so handlers wait (and may finish) in any order;
 //! * the writer awaits those tasks strictly in request order and writes each response.
+//!
+//! Kafka also guarantees that a connection's requests are *processed* in the order they
+//! were sent, and clients rely on it: librdkafka pipelines a consumer's OffsetCommits, and
+//! an older commit applied after a newer one would move the group's offset back. Handlers
+//! apply a request to the broker's state before their first wait (see [`RequestHandler`]),
+//! which is why the reader starts them one by one.
 //!
 //! At most `max_in_flight` requests are between "read" and "response written" at any
 //! time: the reader takes a semaphore permit before reading a frame, and the permit is
@@ -21,7 +28,9 @@
 //! a request half-applied because its client went away.
 
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
@@ -37,6 +46,12 @@ use super::response::{encode_response, encode_unsupported_api_versions, Response
 ///
 /// Implementations may be written as `async fn handle(...)`; the returned future must be
 /// `Send` because each request is handled on its own task.
+///
+/// Ordering: the part of `handle` before its first wait (its first `.await` that is not
+/// ready at once) runs on the connection's reader, for one request after the other in
+/// request order. A handler must apply its request there — append a produce, hand a
+/// commit to the group coordinator — and only then wait for the outcome, so that requests
+/// pipelined on one connection take effect in the order they were sent, as in Kafka.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Handles one request. `Ok(None)` means "send no response" (Produce with acks=0);
     /// `Err` closes the connection.
@@ -146,9 +161,43 @@ struct InFlight {
     _permit: OwnedSemaphorePermit,
 }
 
+type HandlerResult = anyhow::Result<Option<ResponseKind>>;
+
 enum Reply {
-    Handler(JoinHandle<anyhow::Result<Option<ResponseKind>>>),
+    /// The handler finished before its first wait.
+    Ready(Box<HandlerResult>),
+    /// The rest of the handler, running on its own task.
+    Handler(JoinHandle<HandlerResult>),
     UnsupportedApiVersions,
+}
+
+/// Runs a handler up to its first wait right here, on the reader, and only then hands the
+/// rest to a task of its own. Kafka processes the requests of a connection in the order
+/// they were sent; handlers apply a request to the broker's state before they wait (a
+/// produce is appended, then waits for acks; an OffsetCommit enters the group coordinator,
+/// then waits for its append), so starting them one after the other in request order keeps
+/// that guarantee while their waits still overlap. Spawning right away would not: a task
+/// scheduler runs spawned tasks in no promised order (tokio runs the newest one first), and
+/// a client's pipelined OffsetCommits would then be applied out of order, an older offset
+/// overwriting a newer one.
+async fn start_in_order<F>(handler: F) -> Reply
+where
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    let mut handler = Box::pin(handler);
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(panic::catch_unwind(AssertUnwindSafe(|| {
+            handler.as_mut().poll(cx)
+        })))
+    })
+    .await;
+    match first {
+        Ok(Poll::Ready(result)) => Reply::Ready(Box::new(result)),
+        // Polled again on its task, which registers that task's waker.
+        Ok(Poll::Pending) => Reply::Handler(tokio::spawn(handler)),
+        // The panic surfaces through the task's JoinError, as for a panic after a wait.
+        Err(payload) => Reply::Handler(tokio::spawn(async move { panic::resume_unwind(payload) })),
+    }
 }
 
 async fn read_requests<R, H>(
@@ -181,10 +230,11 @@ where
             Decoded::Request { header, body } => {
                 let handler = handler.clone();
                 let task_header = header.clone();
-                let task = tokio::spawn(async move { handler.handle(task_header, body).await });
+                let reply =
+                    start_in_order(async move { handler.handle(task_header, body).await }).await;
                 InFlight {
                     header,
-                    reply: Reply::Handler(task),
+                    reply,
                     _permit: permit,
                 }
             }
@@ -212,26 +262,29 @@ where
     let mut buf = BytesMut::new();
     while let Some(in_flight) = rx.recv().await {
         let correlation_id = in_flight.header.correlation_id;
-        match in_flight.reply {
+        let result = match in_flight.reply {
             Reply::UnsupportedApiVersions => {
                 encode_unsupported_api_versions(&mut buf, correlation_id)?;
+                Ok(None)
             }
-            Reply::Handler(task) => match task.await {
-                Ok(Ok(Some(response))) => encode_response(&mut buf, &in_flight.header, &response)?,
-                Ok(Ok(None)) => {}
-                Ok(Err(source)) => {
-                    return Err(ConnectionError::Handler {
+            Reply::Ready(result) => *result,
+            Reply::Handler(task) => {
+                task.await
+                    .map_err(|source| ConnectionError::HandlerPanicked {
                         correlation_id,
                         source,
-                    })
-                }
-                Err(source) => {
-                    return Err(ConnectionError::HandlerPanicked {
-                        correlation_id,
-                        source,
-                    })
-                }
-            },
+                    })?
+            }
+        };
+        match result {
+            Ok(Some(response)) => encode_response(&mut buf, &in_flight.header, &response)?,
+            Ok(None) => {}
+            Err(source) => {
+                return Err(ConnectionError::Handler {
+                    correlation_id,
+                    source,
+                })
+            }
         }
         // Batch writes while more responses are already queued; flush when caught up.
         if !buf.is_empty() && (rx.is_empty() || buf.len() >= 1 << 20) {
@@ -264,18 +317,22 @@ mod tests {
 
     /// Answers Heartbeat with error_code = generation_id (so tests can tag responses),
     /// sleeping `generation_id` ms first, or returning nothing / failing on magic values.
+    /// Records the correlation id of each request as its handler starts (the part of a
+    /// handler before its first wait, where a broker applies the request).
     #[derive(Default)]
     struct Echo {
         running: AtomicUsize,
         peak: AtomicUsize,
+        applied: std::sync::Mutex<Vec<i32>>,
     }
 
     impl RequestHandler for Echo {
         async fn handle(
             &self,
-            _header: RequestHeader,
+            header: RequestHeader,
             request: RequestKind,
         ) -> anyhow::Result<Option<ResponseKind>> {
+            self.applied.lock().unwrap().push(header.correlation_id);
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             let result = match request {
@@ -368,6 +425,32 @@ mod tests {
         }
         // All five were being handled at once: the reader did not wait for responses.
         assert_eq!(handler.peak.load(Ordering::SeqCst), delays.len());
+        drop(client);
+        finish(task).await.unwrap();
+    }
+
+    /// Kafka processes a connection's requests in the order they were sent (a client's
+    /// pipelined OffsetCommits or idempotent Produces rely on it): each handler starts, and
+    /// does what it does before its first wait, only after the previous one did.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_requests_are_applied_in_request_order() {
+        let (mut client, handler, task) = start(ConnectionConfig::default());
+        let n = 24;
+        let mut burst = BytesMut::new();
+        for i in 0..n {
+            burst.extend_from_slice(&heartbeat(i, 5));
+        }
+        client.write_all(&burst).await.unwrap();
+        for i in 0..n {
+            let frame = read_frame(&mut client).await.unwrap();
+            assert_eq!(heartbeat_reply(frame), (i, 5));
+        }
+        assert_eq!(
+            *handler.applied.lock().unwrap(),
+            (0..n).collect::<Vec<i32>>()
+        );
+        // They still overlap while waiting.
+        assert!(handler.peak.load(Ordering::SeqCst) > 1);
         drop(client);
         finish(task).await.unwrap();
     }
