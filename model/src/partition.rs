@@ -681,18 +681,27 @@ impl PartitionModel {
             return false;
         }
         let c = s.controller;
-        let valid = c.leader == l
+        let current = c.leader == l
             && c.leader_epoch == r.leader_epoch
-            && c.partition_epoch == r.partition_epoch
+            && c.partition_epoch == r.partition_epoch;
+        if !current {
+            // FENCED_LEADER_EPOCH / INVALID_UPDATE_VERSION: Kafka's leader keeps the change
+            // pending, proposes nothing more and waits for the metadata that BecomeLeader or
+            // BecomeFollower brings (`Partition.handleAlterPartitionError`). The answer
+            // changes nothing, so the step is not taken.
+            return false;
+        }
+        let eligible =
             // KIP-841: a fenced broker is never added to the ISR.
-            && BrokerSet(proposed.0 & !c.isr.0 & c.fenced.0).is_empty()
+            BrokerSet(proposed.0 & !c.isr.0 & c.fenced.0).is_empty()
             // KIP-903: nor one whose broker epoch is not the one the leader saw fetching.
             && (self.config.is(Variant::StaleBrokerEpoch)
                 || BrokerSet(proposed.0 & !c.isr.0)
                     .iter()
                     .all(|m| r.pending_added_broker_epoch == s.replica(m).broker_epoch));
-        if !valid {
-            // INVALID_UPDATE_VERSION / FENCED_LEADER_EPOCH: the leader waits for metadata.
+        if !eligible {
+            // INELIGIBLE_REPLICA: the leader goes back to its committed ISR and may propose
+            // again.
             let r = s.replica_mut(l);
             r.pending_isr = None;
             r.pending_added_broker_epoch = 0;
@@ -1194,10 +1203,12 @@ mod tests {
                 },
             ],
         );
-        let before = s.controller;
-        let s = m.step(&s, Action::AlterPartition { leader: 0 }).unwrap();
-        assert_eq!(s.controller, before);
+        // INVALID_UPDATE_VERSION: nothing changes; the proposal stays pending until the
+        // leader learns the new partition state.
+        assert!(m.step(&s, Action::AlterPartition { leader: 0 }).is_none());
+        let s = m.step(&s, Action::BecomeLeader { broker: 0 }).unwrap();
         assert_eq!(s.replica(0).pending_isr, None);
+        assert_eq!(s.replica(0).partition_epoch, s.controller.partition_epoch);
     }
 
     #[test]

@@ -986,9 +986,13 @@ impl Replica {
     }
 
     /// The leader's side of model step `AlterPartition`: a committed change becomes the ISR
-    /// (and may advance the high watermark); a rejection clears the pending change, and the
-    /// leader waits for metadata before proposing again. Answers for another leader epoch,
-    /// or older than the partition state it has, are ignored. Returns whether it changed.
+    /// (and may advance the high watermark). A rejection for a stale leader or partition
+    /// epoch (FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION) changes nothing: as Kafka's
+    /// `Partition.handleAlterPartitionError`, the change stays pending, nothing more is
+    /// proposed, and the metadata that `become_leader` brings resets it. Any other error
+    /// (INELIGIBLE_REPLICA, or the request never reached the controller) returns to the
+    /// committed ISR, so the leader may propose again. Answers for another leader epoch, or
+    /// older than the partition state it has, are ignored. Returns whether it changed.
     pub fn handle_alter_partition_response(&mut self, resp: &AlterPartitionResponse) -> bool {
         let leader_epoch = self.leader_epoch;
         let Role::Leader(l) = &mut self.role else {
@@ -1010,6 +1014,9 @@ impl Replica {
                 l.partition_epoch = *partition_epoch;
                 l.pending_isr = None;
                 self.maybe_advance_high_watermark();
+            }
+            AlterPartitionResponse::Error(FENCED_LEADER_EPOCH | INVALID_UPDATE_VERSION) => {
+                return false
             }
             AlterPartitionResponse::Error(_) => l.pending_isr = None,
         }
