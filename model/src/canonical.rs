@@ -69,6 +69,13 @@ pub fn erase_unobservable(s: &mut PartitionState) {
         r.is_leader(b as BrokerId).then_some(r.leader_epoch)
     });
     let c = s.controller;
+    for z in 0..n {
+        if doomed_proposal_unobservable(s, z as BrokerId) {
+            let r = &mut s.brokers[z];
+            r.pending_isr = None;
+            r.pending_added_broker_epoch = 0;
+        }
+    }
     // A sticky witness flag: no step and no always-property reads it; only the sometimes
     // property FollowerTruncatesDivergedTail does. States that differ only in it are
     // bisimilar for every always-property, so merging them can hide no violation. It can
@@ -141,6 +148,62 @@ pub fn erase_unobservable(s: &mut PartitionState) {
             r.flushed = 0;
         }
     }
+}
+
+/// Whether broker `z` is a zombie leader nobody fetches from, with a doomed ISR proposal
+/// pending that no step and no property can observe.
+///
+/// A zombie leads, in its own view, an epoch that is not the controller's. The controller's
+/// leader epoch only grows, so its AlterPartition will be refused for a stale leader epoch,
+/// which changes nothing (Kafka's leader waits for metadata): the proposal stays pending
+/// until BecomeLeader, BecomeFollower or Crash clears it, each of which resets every
+/// leader-only field whatever it held. Nobody fetches from it: no live broker follows it in
+/// its epoch, and none ever will (brokers only learn the controller's current leader and
+/// epoch), so its followers' log end offsets are frozen. What the proposal could still
+/// change is the high watermark, through the maximal ISR it enters; but that is frozen too
+/// when the committed ISR is below min.insync.replicas (KIP-966), when another member's end
+/// was never learned (the maximal ISR holds it too), or when it has another member and the
+/// high watermark already reaches the smallest of their ends (or the log end): a produce only raises the log end, above every follower's end,
+/// and a proposal of a subset of the ISR leaves the maximal ISR as it is. So the state with
+/// the proposal and the state without it (which may propose again, back into the same
+/// class) take the same steps to related states, and every property, which never reads a
+/// proposal, gives them the same verdict. Off where the proposal is read otherwise
+/// ([`Scope::zombie_proposal_unobservable`]).
+fn doomed_proposal_unobservable(s: &PartitionState, z: BrokerId) -> bool {
+    let r = &s.brokers[z as usize];
+    let c = &s.controller;
+    if !s.scope.zombie_proposal_unobservable
+        || r.pending_isr.is_none()
+        || !r.is_leader(z)
+        || (c.leader == z && c.leader_epoch == r.leader_epoch)
+    {
+        return false;
+    }
+    let n = s.scope.brokers as usize;
+    let fetched = (0..n).any(|f| {
+        let fr = &s.brokers[f];
+        f != z as usize && fr.alive && fr.leader == z && fr.leader_epoch == r.leader_epoch
+    });
+    if fetched {
+        return false;
+    }
+    if s.scope.hw_stops_below_min_isr && r.isr.len() < s.scope.min_isr as usize {
+        return true;
+    }
+    let mut others = r.isr.without(z).iter().peekable();
+    if others.peek().is_none() {
+        return false;
+    }
+    let mut reach = r.log_end_offset();
+    for m in others {
+        let end = r.follower_end_offset[m as usize];
+        if end == UNKNOWN_OFFSET {
+            // Never learned: the high watermark cannot move, with or without the proposal.
+            return true;
+        }
+        reach = reach.min(end);
+    }
+    r.high_watermark >= reach
 }
 
 /// The largest packed encoding: every broker, the controller and the ghost variables.

@@ -79,6 +79,10 @@ impl PartitionModel {
                 max_crashes: self.config.max_crashes,
                 fenced_fetch: !self.config.is(Variant::UnfencedTruncation),
                 offline_epoch_unobservable: !self.config.is(Variant::HwTruncation),
+                zombie_proposal_unobservable: !self.config.is(Variant::EagerIsrShrink)
+                    && !self.config.is(Variant::UnfencedTruncation),
+                min_isr: self.config.min_isr,
+                hw_stops_below_min_isr: !self.config.is(Variant::LastReplicaStanding),
             },
         }
     }

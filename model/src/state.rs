@@ -202,6 +202,14 @@ pub struct Scope {
     /// Whether the leader epoch of a broker that follows no leader is unobservable (every
     /// configuration but the hw-truncation variant, where BecomeFollower truncates).
     pub offline_epoch_unobservable: bool,
+    /// Whether a doomed ISR proposal of a zombie leader nobody fetches from is unobservable
+    /// (`canonical::erase_unobservable`): off under eager-isr-shrink, whose high watermark
+    /// reads the proposal, and under unfenced-truncation, whose fetches ignore epochs.
+    pub zombie_proposal_unobservable: bool,
+    /// min.insync.replicas, and whether the high watermark stops below it (KIP-966; not
+    /// under last-replica-standing): when a zombie's high watermark is frozen.
+    pub min_isr: u8,
+    pub hw_stops_below_min_isr: bool,
 }
 
 /// A state of the partition model.

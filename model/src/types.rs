@@ -278,13 +278,22 @@ mod tests {
     #[test]
     fn epoch_cache_assigns_as_kafka() {
         // The latest epoch at a later offset changes nothing.
-        assert_eq!(cache(&[(0, 0), (2, 1), (2, 3)]).entries(), &[(0, 0), (2, 1)]);
+        assert_eq!(
+            cache(&[(0, 0), (2, 1), (2, 3)]).entries(),
+            &[(0, 0), (2, 1)]
+        );
         // An epoch in which nothing was written is superseded by the next one starting at
         // the same offset.
-        assert_eq!(cache(&[(0, 0), (2, 1), (3, 1)]).entries(), &[(0, 0), (3, 1)]);
+        assert_eq!(
+            cache(&[(0, 0), (2, 1), (3, 1)]).entries(),
+            &[(0, 0), (3, 1)]
+        );
         // An older epoch removes the entries of its epoch and later ones
         // (`maybeTruncateNonMonotonicEntries`).
-        assert_eq!(cache(&[(0, 0), (2, 1), (1, 3)]).entries(), &[(0, 0), (1, 3)]);
+        assert_eq!(
+            cache(&[(0, 0), (2, 1), (1, 3)]).entries(),
+            &[(0, 0), (1, 3)]
+        );
     }
 
     #[test]
