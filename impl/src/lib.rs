@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod group;
 pub mod node;
+pub mod quorum;
 pub mod replication;
 pub mod storage;
 pub mod wire;
