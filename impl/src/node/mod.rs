@@ -19,9 +19,10 @@ pub mod controller_service;
 pub mod groups;
 pub mod metadata_log;
 pub mod partitions;
+pub mod quorum_driver;
 pub mod view;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub struct NodeShared {
     pub groups: groups::GroupService,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     controller_conn: tokio::sync::Mutex<Option<Connection>>,
+    /// Which of `controller.quorum.voters` to try first.
+    controller_index: AtomicUsize,
 }
 
 impl NodeShared {
@@ -125,43 +128,68 @@ impl NodeShared {
         })
     }
 
-    /// Sends a request to the active controller, reconnecting (and trying every voter)
-    /// as needed.
+    /// Connects to a controller, trying the voters in turn from the one that last answered
+    /// as the active controller.
+    pub async fn connect_controller(&self) -> anyhow::Result<Connection> {
+        let voters = &self.config.controller_quorum_voters;
+        let client_id = format!("broker-{}", self.config.node_id);
+        let mut last_err = None;
+        for _ in 0..voters.len() {
+            let i = self.controller_index.load(Ordering::Relaxed) % voters.len().max(1);
+            match Connection::connect(&voters[i].addr(), &client_id, Duration::from_secs(1)).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    last_err = Some(e);
+                    self.next_controller();
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no controller reachable")))
+    }
+
+    /// The voter tried last is not (or no longer) the active controller: try the next.
+    pub fn next_controller(&self) {
+        self.controller_index.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends a request to the active controller: reconnects, and moves on to the next
+    /// voter when one answers NOT_CONTROLLER (a quorum follower) or is gone, for up to
+    /// five seconds (a controller failover takes well under two).
     pub async fn controller_request(
         &self,
         version: i16,
         request: RequestKind,
     ) -> anyhow::Result<ResponseKind> {
         let mut conn = self.controller_conn.lock().await;
-        let mut last_err = None;
-        for _attempt in 0..2 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
             if conn.is_none() {
-                for voter in &self.config.controller_quorum_voters {
-                    let client_id = format!("broker-{}", self.config.node_id);
-                    match Connection::connect(&voter.addr(), &client_id, Duration::from_secs(2))
-                        .await
-                    {
-                        Ok(c) => {
-                            *conn = Some(c);
-                            break;
-                        }
-                        Err(e) => last_err = Some(e),
+                match self.connect_controller().await {
+                    Ok(c) => *conn = Some(c),
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match c
+                    .send(version, request.clone(), Duration::from_secs(15))
+                    .await
+                {
+                    Ok(resp) if !controller_service::is_not_controller(&resp) => return Ok(resp),
+                    Ok(resp) if tokio::time::Instant::now() >= deadline => return Ok(resp),
+                    Ok(_) => {
+                        *conn = None;
+                        self.next_controller();
+                    }
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => {
+                        *conn = None;
+                        self.next_controller();
                     }
                 }
             }
-            let Some(c) = conn.as_mut() else { continue };
-            match c
-                .send(version, request.clone(), Duration::from_secs(15))
-                .await
-            {
-                Ok(resp) => return Ok(resp),
-                Err(e) => {
-                    *conn = None;
-                    last_err = Some(e);
-                }
-            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no controller reachable")))
     }
 
     /// Forwards an admin request to the controller (as KRaft brokers do with Envelope),
@@ -336,5 +364,6 @@ pub(crate) fn new_shared(
         groups,
         producer_ids: tokio::sync::Mutex::new((0, 0)),
         controller_conn: tokio::sync::Mutex::new(None),
+        controller_index: AtomicUsize::new(0),
     }
 }

@@ -627,7 +627,11 @@ impl QuorumCore {
             return error(self, codes::UNKNOWN_LEADER_EPOCH);
         }
         let (epoch, end_offset) = self.log.end_offset_for_epoch(req.last_fetched_epoch);
-        if req.fetch_offset > 0
+        // Observers (brokers) read only committed records, which never diverge; they send
+        // no last fetched epoch.
+        let checked = voter || req.last_fetched_epoch >= 0;
+        if checked
+            && req.fetch_offset > 0
             && (epoch != req.last_fetched_epoch || end_offset < req.fetch_offset)
         {
             return FetchAnswer::DivergingEpoch {
