@@ -18,6 +18,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use common::send;
 
+/// DescribeQuorum's answer from the leader: leader id, epoch, each voter's log end offset.
+type QuorumView = (i32, i32, Vec<(i32, i64)>);
+
 /// A cluster started with `osprey cluster up`, brought down on drop.
 struct KraftCluster {
     dir: tempfile::TempDir,
@@ -128,7 +131,7 @@ impl KraftCluster {
 
     /// DescribeQuorum on one controller: `(leader id, epoch, voters' end offsets)` when it
     /// is the leader, `None` otherwise (or when it is down).
-    fn describe_quorum(&self, port: u16) -> Option<(i32, i32, Vec<(i32, i64)>)> {
+    fn describe_quorum(&self, port: u16) -> Option<QuorumView> {
         let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
             .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
@@ -153,7 +156,7 @@ impl KraftCluster {
     }
 
     /// The active controller as the controllers other than `except` report it.
-    fn active_controller(&self, except: Option<i32>) -> Option<(i32, i32, Vec<(i32, i64)>)> {
+    fn active_controller(&self, except: Option<i32>) -> Option<QuorumView> {
         self.controllers
             .iter()
             .filter(|(id, _)| Some(*id) != except)
