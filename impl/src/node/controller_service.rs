@@ -45,8 +45,10 @@ pub struct ControllerService {
 
 /// Starts the controller role: opens the metadata log and quorum state, binds the
 /// controller listener, and spawns the quorum's tasks, the request server and the session
-/// timer.
-pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
+/// timer. Returns them with the quorum driver (to resign on a clean shutdown).
+pub async fn start(
+    config: &NodeConfig,
+) -> anyhow::Result<(Vec<JoinHandle<()>>, Arc<QuorumDriver>)> {
     let listener_cfg = config
         .controller_listener()
         .ok_or_else(|| anyhow::anyhow!("no controller listener in `listeners`"))?;
@@ -55,7 +57,9 @@ pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (controller listener): {e}"))?;
     let (quorum, mut tasks) = QuorumDriver::start(config, controller_config(config))?;
-    let service = Arc::new(ControllerService { quorum });
+    let service = Arc::new(ControllerService {
+        quorum: quorum.clone(),
+    });
     tracing::info!(node = config.node_id, %addr, "controller listening");
     let rebalance_every = config
         .auto_leader_rebalance_enable
@@ -89,7 +93,7 @@ pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
         service,
         config.socket_request_max_bytes,
     )));
-    Ok(tasks)
+    Ok((tasks, quorum))
 }
 
 impl ControllerService {

@@ -325,8 +325,11 @@ pub async fn run(
         anyhow::anyhow!("cannot create log dir {}: {e}", config.log_dir().display())
     })?;
     let mut tasks = Vec::new();
+    let mut quorum = None;
     if config.process_roles.controller {
-        tasks.extend(controller_service::start(&config).await?);
+        let (controller_tasks, driver) = controller_service::start(&config).await?;
+        tasks.extend(controller_tasks);
+        quorum = Some(driver);
     }
     let mut broker = None;
     if config.process_roles.broker {
@@ -339,6 +342,12 @@ pub async fn run(
     tracing::info!(node_id = config.node_id, "shutting down");
     if let Some(shared) = broker {
         broker_runtime::shutdown(&shared).await;
+    }
+    if let Some(driver) = quorum {
+        // A leader resigns (EndQuorumEpoch) so the others elect at once.
+        if driver.resign() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     for t in tasks {
         t.abort();

@@ -843,6 +843,16 @@ impl QuorumDriver {
         }
     }
 
+    /// Clean shutdown: the leader resigns and tells the other voters (EndQuorumEpoch).
+    /// Returns whether it was the leader.
+    pub fn resign(&self) -> bool {
+        let mut st = self.lock();
+        let was_leader = st.core.is_leader();
+        st.core.resign();
+        self.perform(&mut st);
+        was_leader
+    }
+
     /// A copy of the active controller (for validate-only requests and lookups).
     pub fn controller_snapshot(&self) -> Result<Controller, NotActive> {
         self.lock().controller.clone().ok_or(NotActive)
@@ -954,4 +964,71 @@ fn replay(log: &PartitionLog) -> anyhow::Result<Vec<(i64, MetadataRecord)>> {
         );
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(records: usize, base: i64, epoch: i32) -> Bytes {
+        let recs: Vec<MetadataRecord> = (0..records)
+            .map(|i| MetadataRecord::LeaderChange {
+                leader_id: i as i32,
+                leader_epoch: epoch,
+            })
+            .collect();
+        let mut b = encode_batch(&recs, 0).expect("encodes");
+        b[0..8].copy_from_slice(&base.to_be_bytes());
+        b[12..16].copy_from_slice(&epoch.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn fetched_bytes_split_into_batches_and_cut_at_the_high_watermark() {
+        let mut all = BytesMut::new();
+        all.extend_from_slice(&batch_of(2, 0, 1));
+        all.extend_from_slice(&batch_of(1, 2, 1));
+        all.extend_from_slice(&batch_of(3, 3, 2));
+        let all = all.freeze();
+        let batches = split_batches(&all);
+        let spans: Vec<(i64, i64, i32)> = batches
+            .iter()
+            .map(|b| (b.base_offset, b.last_offset, b.epoch))
+            .collect();
+        assert_eq!(spans, vec![(0, 1, 1), (2, 2, 1), (3, 5, 2)]);
+        // Observers read below the high watermark only, in whole batches.
+        assert_eq!(split_batches(&cut_at(all.clone(), 3)).len(), 2);
+        assert_eq!(split_batches(&cut_at(all.clone(), 2)).len(), 1);
+        assert!(cut_at(all.clone(), 0).is_empty());
+        assert_eq!(cut_at(all.clone(), 6), all);
+        // A torn tail is not a batch.
+        assert_eq!(split_batches(&all.slice(..all.len() - 1)).len(), 2);
+    }
+
+    #[test]
+    fn the_quorum_state_file_round_trips_and_bad_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quorum-state");
+        assert_eq!(read_quorum_state(&path).unwrap(), QuorumState::default());
+        let file = QuorumStateFile {
+            leader_id: 2,
+            leader_epoch: 7,
+            voted_id: 3,
+            applied_offset: 0,
+            current_voters: vec![VoterEntry { voter_id: 1 }],
+            data_version: 0,
+        };
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        assert_eq!(
+            read_quorum_state(&path).unwrap(),
+            QuorumState {
+                epoch: 7,
+                voted_for: Some(3),
+                leader: Some(2)
+            }
+        );
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = read_quorum_state(&path).unwrap_err().to_string();
+        assert!(err.contains("malformed quorum state"), "{err}");
+    }
 }
