@@ -599,7 +599,7 @@ impl QuorumDriver {
             let timeout = Duration::from_millis(self.fetch_timeout_ms + 500);
             match c.send(12, RequestKind::Fetch(request), timeout).await {
                 Ok(ResponseKind::Fetch(resp)) => {
-                    if let Some(r) = decode_fetch_response(resp) {
+                    if let Some(r) = decode_fetch_response(resp, &req) {
                         let failed = matches!(r.result, FetchResult::Error(_));
                         {
                             let mut st = self.lock();
@@ -917,7 +917,10 @@ fn decode_vote_response(r: &VoteResponse) -> Option<quorum::VoteResponse> {
 }
 
 /// A voter's Fetch response as the core reads it.
-fn decode_fetch_response(resp: FetchResponse) -> Option<quorum::FetchResponse> {
+fn decode_fetch_response(
+    resp: FetchResponse,
+    req: &quorum::FetchRequest,
+) -> Option<quorum::FetchResponse> {
     let p = resp
         .responses
         .into_iter()
@@ -935,6 +938,8 @@ fn decode_fetch_response(resp: FetchResponse) -> Option<quorum::FetchResponse> {
         FetchResult::Records(p.records.as_ref().map(split_batches).unwrap_or_default())
     };
     Some(quorum::FetchResponse {
+        fetch_offset: req.fetch_offset,
+        last_fetched_epoch: req.last_fetched_epoch,
         epoch: p.current_leader.leader_epoch,
         leader,
         high_watermark: p.high_watermark,

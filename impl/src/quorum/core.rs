@@ -171,6 +171,10 @@ pub enum FetchResult {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchResponse {
+    /// The fetch offset and last fetched epoch of the request this answers (the driver
+    /// knows what it sent): an answer to a log the follower no longer has is stale.
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
     pub epoch: i32,
     pub leader: Option<ReplicaId>,
     pub high_watermark: i64,
@@ -591,8 +595,12 @@ impl QuorumCore {
 
     /// Fetch, the follower's half: what to ask the leader for (its log end offset and last
     /// fetched epoch), or `None` when it follows no one.
+    ///
+    /// The fetch offset counts towards the leader's high watermark, so it must be durable:
+    /// a voter that still holds an unflushed tail (from its own time as leader) must flush
+    /// before it fetches (the driver fsyncs every append, so this never waits there).
     pub fn fetch_request(&self) -> Option<(ReplicaId, FetchRequest)> {
-        if self.role != Role::Follower {
+        if self.role != Role::Follower || self.log.flushed() < self.log.end_offset() {
             return None;
         }
         Some((
@@ -674,6 +682,15 @@ impl QuorumCore {
             self.observe_epoch(resp.epoch, resp.leader);
         }
         if self.role != Role::Follower || resp.epoch != self.epoch || resp.leader != self.leader {
+            return;
+        }
+        // The model keeps one Fetch in flight, so the log cannot change under it; here a
+        // late answer (a duplicate, or one overtaken by a reconnect) is recognised by the
+        // log it was asked for, and dropped. Applying it could truncate entries the leader
+        // has already counted towards its high watermark.
+        if (resp.fetch_offset, resp.last_fetched_epoch)
+            != (self.log.end_offset(), self.log.last_epoch())
+        {
             return;
         }
         match resp.result {

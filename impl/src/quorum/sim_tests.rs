@@ -39,7 +39,8 @@ struct Sim {
     net: Vec<Msg>,
     next_record: u64,
     leader_of_epoch: BTreeMap<i32, ReplicaId>,
-    committed: Vec<Entry>,
+    /// Per offset: the committed entry and the epoch of the leader that first committed it.
+    committed: Vec<(Entry, i32)>,
 }
 
 impl Sim {
@@ -129,13 +130,13 @@ impl Sim {
         assert!(hw <= node.log.len(), "high watermark past the log end");
         for o in 0..hw {
             match self.committed.get(o) {
-                Some(e) => assert_eq!(*e, node.log[o], "a different entry committed at {o}"),
+                Some((e, _)) => assert_eq!(*e, node.log[o], "a different entry committed at {o}"),
                 None => {
                     assert!(
                         node.core.is_leader(),
                         "a follower committed past the leader"
                     );
-                    self.committed.push(node.log[o]);
+                    self.committed.push((node.log[o], node.core.epoch()));
                 }
             }
         }
@@ -150,8 +151,13 @@ impl Sim {
                     prev.is_none() || prev == Some(*id),
                     "two leaders in epoch {epoch}"
                 );
-                for (o, e) in self.committed.iter().enumerate() {
-                    assert_eq!(node.log.get(o), Some(e), "leader {id} lacks committed {o}");
+                // Leader completeness, as the model states it: every entry committed in this
+                // leader's epoch or an earlier one (a deposed leader that has not heard of
+                // later epochs yet need not have later commits).
+                for (o, (e, committed_in)) in self.committed.iter().enumerate() {
+                    if *committed_in <= epoch {
+                        assert_eq!(node.log.get(o), Some(e), "leader {id} lacks committed {o}");
+                    }
                 }
             }
             if node.alive {
@@ -192,6 +198,9 @@ impl Sim {
 
     fn step(&mut self, kind: u8, x: usize, y: usize) {
         let id = self.voters[x % self.voters.len()];
+        if std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!("STEP kind={kind} node={id} y={y} net={}", self.net.len());
+        }
         match kind {
             // Deliver a message.
             0 if !self.net.is_empty() => {
@@ -245,6 +254,22 @@ impl Sim {
                 }
             }
             _ => {}
+        }
+        if std::env::var_os("SIM_TRACE").is_some() {
+            for (id, n) in &self.nodes {
+                eprintln!(
+                    "   {id} alive={} {:?} e={} vote={:?} leader={:?} hw={} flushed={} log={:?}",
+                    n.alive,
+                    n.core.role(),
+                    n.core.epoch(),
+                    n.core.voted_for(),
+                    n.core.leader(),
+                    n.core.high_watermark(),
+                    n.flushed,
+                    n.log
+                );
+            }
+            eprintln!("   committed={:?}", self.committed);
         }
         self.check();
     }
@@ -301,6 +326,8 @@ impl Sim {
                         from_offset,
                         up_to,
                     } => FetchResponse {
+                        fetch_offset: req.fetch_offset,
+                        last_fetched_epoch: req.last_fetched_epoch,
                         epoch,
                         leader: Some(leader),
                         high_watermark,
@@ -325,6 +352,8 @@ impl Sim {
                         diverging_epoch,
                         end_offset,
                     } => FetchResponse {
+                        fetch_offset: req.fetch_offset,
+                        last_fetched_epoch: req.last_fetched_epoch,
                         epoch,
                         leader: Some(leader),
                         high_watermark,
@@ -338,6 +367,8 @@ impl Sim {
                         epoch,
                         leader,
                     } => FetchResponse {
+                        fetch_offset: req.fetch_offset,
+                        last_fetched_epoch: req.last_fetched_epoch,
                         epoch,
                         leader,
                         high_watermark: -1,

@@ -58,6 +58,8 @@ fn fetch_round(l: &mut QuorumCore, f: &mut QuorumCore) {
             from_offset,
             up_to,
         } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
             epoch,
             leader: Some(leader),
             high_watermark,
@@ -79,6 +81,8 @@ fn fetch_round(l: &mut QuorumCore, f: &mut QuorumCore) {
             diverging_epoch,
             end_offset,
         } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
             epoch,
             leader: Some(leader),
             high_watermark,
@@ -92,6 +96,8 @@ fn fetch_round(l: &mut QuorumCore, f: &mut QuorumCore) {
             epoch,
             leader,
         } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
             epoch,
             leader,
             high_watermark: -1,
