@@ -41,8 +41,10 @@ impl KraftCluster {
     fn up(controllers: usize, brokers: usize, combined: bool) -> KraftCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().display().to_string();
-        // A base port from the pid spreads concurrent test runs; retry on a busy range.
-        let mut base = 20_000 + (std::process::id() % 400) as u16 * 100;
+        // A base port from the pid spreads concurrent test runs, and the layout keeps the
+        // two tests of one run apart; retry on a busy range.
+        let layout = if combined { 50 } else { 0 };
+        let mut base = 20_000 + (std::process::id() % 400) as u16 * 100 + layout;
         for _ in 0..10 {
             let b = base.to_string();
             let c = controllers.to_string();

@@ -95,7 +95,8 @@ pub struct NodeConfig {
     /// is 1000; Osprey's 400 keeps a controller failover well under 2 s.
     pub controller_quorum_election_timeout_ms: u64,
     /// `controller.quorum.fetch.timeout.ms`: a follower that has not fetched from the
-    /// leader for this long stands for election. Kafka's default is 2000; Osprey's 800.
+    /// leader for this long (plus up to the election timeout, at random) stands for
+    /// election. Kafka's default is 2000; Osprey's 500.
     pub controller_quorum_fetch_timeout_ms: u64,
     pub broker_session_timeout_ms: u64,
     pub socket_request_max_bytes: usize,
@@ -141,7 +142,7 @@ impl Default for NodeConfig {
             offsets_topic_num_partitions: 50,
             broker_heartbeat_interval_ms: 2_000,
             controller_quorum_election_timeout_ms: 400,
-            controller_quorum_fetch_timeout_ms: 800,
+            controller_quorum_fetch_timeout_ms: 500,
             broker_session_timeout_ms: 9_000,
             socket_request_max_bytes: 100 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3_000,

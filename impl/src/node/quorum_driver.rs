@@ -388,7 +388,7 @@ impl QuorumDriver {
                 st.deadline_ms = match timer {
                     Timer::Off => None,
                     Timer::Election => Some(now_ms() + e + self.jitter(e)),
-                    Timer::Fetch => Some(now_ms() + self.fetch_timeout_ms + self.jitter(e / 2)),
+                    Timer::Fetch => Some(now_ms() + self.fetch_timeout_ms + self.jitter(e)),
                     Timer::Backoff => Some(now_ms() + self.jitter(e / 2)),
                 };
                 self.timer.notify_one();
