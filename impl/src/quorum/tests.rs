@@ -474,3 +474,63 @@ fn restart_takes_the_role_from_the_quorum_state() {
     assert_eq!(follower.fetch_request().unwrap().0, 2);
     assert_eq!(follower.high_watermark(), 0);
 }
+
+#[test]
+fn a_late_fetch_answer_for_an_older_log_is_dropped() {
+    let (mut a, mut b, _) = elected();
+    a.append(1).unwrap();
+    a.flushed(2);
+    // Two fetches from offset 0 are in flight (a retry after a reconnect).
+    let (_, first) = b.fetch_request().unwrap();
+    let (_, second) = b.fetch_request().unwrap();
+    assert_eq!(first, second);
+    let answer = |l: &mut QuorumCore, req: FetchRequest| match l.handle_fetch(req) {
+        FetchAnswer::Records {
+            epoch,
+            leader,
+            high_watermark,
+            from_offset,
+            up_to,
+        } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            epoch,
+            leader: Some(leader),
+            high_watermark,
+            result: FetchResult::Records(
+                (from_offset..up_to)
+                    .map(|o| Batch {
+                        base_offset: o,
+                        last_offset: o,
+                        epoch: 1,
+                        data: bytes::Bytes::new(),
+                    })
+                    .collect(),
+            ),
+        },
+        other => panic!("unexpected {other:?}"),
+    };
+    let r1 = answer(&mut a, first);
+    let r2 = answer(&mut a, second);
+    b.handle_fetch_response(r1);
+    assert_eq!(b.log().end_offset(), 2);
+    b.take_effects();
+    // The duplicate answers a log of length 0 that b no longer has: nothing happens.
+    b.handle_fetch_response(r2);
+    assert!(b.take_effects().is_empty());
+    assert_eq!(b.log().end_offset(), 2);
+    // A follower with an unflushed tail does not fetch until it is durable.
+    let mut c = QuorumCore::restart(
+        3,
+        vec![1, 2, 3],
+        QuorumState {
+            epoch: 1,
+            voted_for: None,
+            leader: Some(1),
+        },
+        LogSummary::new(vec![(1, 0)], 2, 1),
+    );
+    assert!(c.fetch_request().is_none());
+    c.flushed(2);
+    assert_eq!(c.fetch_request().unwrap().1.fetch_offset, 2);
+}
