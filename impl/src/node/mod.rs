@@ -2,10 +2,13 @@
 //!
 //! A node has one or both of Kafka's KRaft roles (`process.roles`):
 //!
-//! * **controller** — [`controller_service`]: the [`crate::controller::Controller`] state
-//!   machine, its metadata log on disk, and the controller listener (BrokerRegistration,
-//!   BrokerHeartbeat, AlterPartition, the admin requests brokers forward, and the Fetch of
-//!   `__cluster_metadata` through which brokers learn metadata).
+//! * **controller** — [`quorum_driver`] runs the KRaft quorum core ([`crate::quorum`]) with
+//!   the other voters of `controller.quorum.voters` over the controller listener, keeping
+//!   the metadata log and `quorum-state` on disk; [`controller_service`] is the
+//!   [`crate::controller::Controller`] state machine on the quorum leader (the active
+//!   controller: BrokerRegistration, BrokerHeartbeat, AlterPartition, the admin requests
+//!   brokers forward) and the Fetch of `__cluster_metadata` through which brokers learn
+//!   committed metadata.
 //! * **broker** — [`broker_api`] serves clients; [`broker_runtime`] registers and
 //!   heartbeats with the controller, follows the metadata log, turns partition metadata into
 //!   `become_leader`/`become_follower` calls, runs the follower fetchers, sends AlterPartition

@@ -423,13 +423,27 @@ impl QuorumDriver {
         }
     }
 
-    /// The leader re-sends BeginQuorumEpoch to voters that have not fetched yet.
+    /// The leader re-sends BeginQuorumEpoch to voters that have not fetched yet, and checks
+    /// every 1.5 fetch timeouts that a majority still fetches from it.
     async fn leader_loop(self: Arc<Self>) {
+        let check_every = self.fetch_timeout_ms * 3 / 2;
+        let mut last_check = now_ms();
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let mut st = self.lock();
             if st.core.is_leader() {
                 st.core.send_begin_quorum_epoch();
+                if now_ms().saturating_sub(last_check) >= check_every {
+                    last_check = now_ms();
+                    st.core.check_quorum();
+                    if !st.core.is_leader() {
+                        tracing::warn!(
+                            node = self.id,
+                            epoch = st.core.epoch(),
+                            "no majority fetched within 1.5 fetch timeouts: resigning"
+                        );
+                    }
+                }
                 self.perform(&mut st);
             }
         }

@@ -227,6 +227,10 @@ pub struct QuorumCore {
     votes: Vec<ReplicaId>,
     /// Leader only: each voter's end offset as its last valid Fetch told.
     end_offsets: Vec<(ReplicaId, i64)>,
+    /// Leader only: the voters that fetched since the last [`QuorumCore::check_quorum`],
+    /// and whether a check has opened the first interval yet.
+    fetched_since_check: Vec<ReplicaId>,
+    quorum_checked: bool,
     effects: Vec<Effect>,
 }
 
@@ -263,6 +267,8 @@ impl QuorumCore {
                 Vec::new()
             },
             end_offsets: Vec::new(),
+            fetched_since_check: Vec::new(),
+            quorum_checked: false,
             effects: Vec::new(),
         };
         let timer = if core.voters == [id] {
@@ -491,6 +497,8 @@ impl QuorumCore {
         self.leader = Some(self.id);
         self.votes.clear();
         self.end_offsets.clear();
+        self.fetched_since_check.clear();
+        self.quorum_checked = false;
         self.persist();
         self.effects.push(Effect::SetTimer(Timer::Off));
         let offset = self.log.end_offset();
@@ -651,6 +659,9 @@ impl QuorumCore {
             };
         }
         if voter {
+            if !self.fetched_since_check.contains(&req.replica_id) {
+                self.fetched_since_check.push(req.replica_id);
+            }
             match self
                 .end_offsets
                 .iter_mut()
@@ -725,6 +736,24 @@ impl QuorumCore {
             }
         }
         self.effects.push(Effect::SetTimer(Timer::Fetch));
+    }
+
+    /// Check-quorum (Kafka's leader resigns when a majority has not fetched for 1.5 fetch
+    /// timeouts): the driver calls this at that interval. A leader that heard from fewer
+    /// voters than a majority (itself included) since the previous call resigns, so that a
+    /// leader cut off from the quorum stops serving stale metadata. The first call after
+    /// an election only opens the first interval.
+    pub fn check_quorum(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let heard = self.fetched_since_check.len() + 1;
+        let first = !self.quorum_checked;
+        self.quorum_checked = true;
+        self.fetched_since_check.clear();
+        if !first && heard < self.majority() {
+            self.resign();
+        }
     }
 
     /// Resign: the leader gives up its epoch and sends EndQuorumEpoch, so that the others

@@ -534,3 +534,27 @@ fn a_late_fetch_answer_for_an_older_log_is_dropped() {
     c.flushed(2);
     assert_eq!(c.fetch_request().unwrap().1.fetch_offset, 2);
 }
+
+#[test]
+fn check_quorum_resigns_a_leader_no_majority_fetches_from() {
+    let (mut a, mut b, _) = elected();
+    a.take_effects();
+    // The first check only opens an interval.
+    a.check_quorum();
+    assert!(a.is_leader());
+    // Voter 2 fetches: with the leader that is a majority of 3.
+    fetch_round(&mut a, &mut b);
+    a.check_quorum();
+    assert!(a.is_leader());
+    // Nobody fetches for a whole interval: the leader resigns and says so.
+    a.take_effects();
+    a.check_quorum();
+    assert_eq!(a.role(), Role::Resigned);
+    assert_eq!(sends(&a.take_effects()).len(), 2);
+    // A quorum of one never resigns.
+    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default());
+    solo.timeout();
+    solo.check_quorum();
+    solo.check_quorum();
+    assert!(solo.is_leader());
+}
