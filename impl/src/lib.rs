@@ -11,6 +11,7 @@ pub mod controller;
 pub mod faults;
 pub mod group;
 pub mod node;
+pub mod quorum;
 pub mod replication;
 pub mod storage;
 pub mod wire;

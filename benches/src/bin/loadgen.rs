@@ -6,6 +6,9 @@
 //!   producers each keeping one request in flight.
 //! * `failover`: acks=all produces to one partition while its leader is SIGKILLed; reports
 //!   the time from the kill to the first acknowledged write on the new leader.
+//! * `controller-failover`: with three KRaft controllers, SIGKILLs the active controller
+//!   and reports the time to a new active controller (DescribeQuorum) and to the first
+//!   successful metadata change (CreateTopics through a broker).
 //!
 //! The cluster is started and stopped with `osprey cluster up/kill/down` (the `osprey`
 //! executable next to this one, or `--osprey PATH`), in a temporary directory.
@@ -73,6 +76,14 @@ enum Mode {
         #[arg(long)]
         json: bool,
     },
+    /// Controller failover time: three controllers, the active one SIGKILLed.
+    ControllerFailover {
+        /// Kills to measure.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const TOPIC: &str = "loadgen";
@@ -101,7 +112,11 @@ fn main() -> anyhow::Result<()> {
         "KAFKA_BROKER_HEARTBEAT_INTERVAL_MS",
         (cli.session_timeout_ms / 6).max(50).to_string(),
     );
-    let cluster = LocalCluster::up(&osprey, dir.path(), cli.base_port)?;
+    let controllers = match cli.command {
+        Mode::ControllerFailover { .. } => 3,
+        _ => 1,
+    };
+    let cluster = LocalCluster::up(&osprey, dir.path(), cli.base_port, controllers)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -141,6 +156,30 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Mode::ControllerFailover { rounds, json } => {
+                let mut rows = Vec::new();
+                for round in 0..rounds {
+                    rows.push(controller_failover_once(&cluster, round).await?);
+                }
+                if json {
+                    let active: Vec<f64> = rows.iter().map(|r| r.1.as_secs_f64() * 1e3).collect();
+                    let change: Vec<f64> = rows.iter().map(|r| r.2.as_secs_f64() * 1e3).collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({ "new_active_controller_ms": active, "first_metadata_change_ms": change })
+                    );
+                } else {
+                    for (i, (killed, active, change)) in rows.iter().enumerate() {
+                        println!(
+                            "controller failover {}: controller {killed} SIGKILLed → new active controller {:.0} ms → first CreateTopics committed {:.0} ms",
+                            i + 1,
+                            active.as_secs_f64() * 1e3,
+                            change.as_secs_f64() * 1e3
+                        );
+                    }
+                }
+                Ok(())
+            }
         }
     });
     cluster.down();
@@ -152,12 +191,20 @@ struct LocalCluster {
     osprey: PathBuf,
     dir: PathBuf,
     bootstrap: String,
+    /// (node id, controller address) of every voter.
+    controllers: Vec<(i32, String)>,
 }
 
 impl LocalCluster {
-    fn up(osprey: &Path, dir: &Path, base_port: u16) -> anyhow::Result<LocalCluster> {
+    fn up(
+        osprey: &Path,
+        dir: &Path,
+        base_port: u16,
+        controllers: usize,
+    ) -> anyhow::Result<LocalCluster> {
         let out = Command::new(osprey)
-            .args(["cluster", "up", "--brokers", "3", "--controllers", "1"])
+            .args(["cluster", "up", "--brokers", "3", "--controllers"])
+            .arg(controllers.to_string())
             .arg("--base-port")
             .arg(base_port.to_string())
             .arg("--dir")
@@ -175,10 +222,20 @@ impl LocalCluster {
             .as_str()
             .context("bootstrap_servers")?
             .to_string();
+        let controllers = state["nodes"]
+            .as_array()
+            .context("nodes")?
+            .iter()
+            .filter_map(|n| {
+                let port = n["controller_port"].as_u64()?;
+                Some((n["id"].as_i64()? as i32, format!("127.0.0.1:{port}")))
+            })
+            .collect();
         Ok(LocalCluster {
             osprey: osprey.to_path_buf(),
             dir: dir.to_path_buf(),
             bootstrap,
+            controllers,
         })
     }
 
@@ -445,4 +502,131 @@ async fn failover_once(cluster: &LocalCluster) -> anyhow::Result<Duration> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The quorum leader and each voter's log end offset, from the first controller (other
+/// than `except`) that answers DescribeQuorum as the leader.
+async fn active_controller(
+    cluster: &LocalCluster,
+    except: Option<i32>,
+) -> Option<(i32, Vec<(i32, i64)>)> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    for (id, addr) in &cluster.controllers {
+        if Some(*id) == except {
+            continue;
+        }
+        let Ok(mut c) = Connection::connect(addr, "loadgen", Duration::from_millis(200)).await
+        else {
+            continue;
+        };
+        let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let Ok(ResponseKind::DescribeQuorum(r)) = c
+            .send(0, RequestKind::DescribeQuorum(req), Duration::from_secs(1))
+            .await
+        else {
+            continue;
+        };
+        let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) else {
+            continue;
+        };
+        if p.error_code == 0 {
+            let ends = p
+                .current_voters
+                .iter()
+                .map(|v| (v.replica_id.0, v.log_end_offset))
+                .collect();
+            return Some((p.leader_id.0, ends));
+        }
+    }
+    None
+}
+
+/// CreateTopics of `name` through the first broker; true when it committed.
+async fn create_topic_once(cluster: &LocalCluster, name: &str) -> bool {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let Ok(mut c) = Connection::connect(
+        cluster.first_broker(),
+        "loadgen",
+        Duration::from_millis(500),
+    )
+    .await
+    else {
+        return false;
+    };
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(3)])
+        .with_timeout_ms(5_000);
+    matches!(
+        c.send(5, RequestKind::CreateTopics(req), Duration::from_secs(10)).await,
+        Ok(ResponseKind::CreateTopics(r)) if r.topics.iter().all(|t| t.error_code == 0 || t.error_code == 36)
+    )
+}
+
+/// One controller failover: (killed id, time to a new active controller, time to the first
+/// committed metadata change). The killed controller is restarted and caught up after.
+async fn controller_failover_once(
+    cluster: &LocalCluster,
+    round: usize,
+) -> anyhow::Result<(i32, Duration, Duration)> {
+    let start = Instant::now();
+    let leader = loop {
+        if let Some((l, _)) = active_controller(cluster, None).await {
+            break l;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("no active controller within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The quorum is healthy and brokers are registered: a change goes through first.
+    let warm = format!("loadgen-controller-warm-{round}");
+    while !create_topic_once(cluster, &warm).await {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("CreateTopics does not succeed before the kill");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.cluster(&["kill", "--node", &leader.to_string()])?;
+    let killed = Instant::now();
+    let active = loop {
+        if let Some((l, _)) = active_controller(cluster, Some(leader)).await {
+            if l != leader {
+                break killed.elapsed();
+            }
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            bail!("no new active controller within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let topic = format!("loadgen-controller-failover-{round}");
+    let change = loop {
+        if create_topic_once(cluster, &topic).await {
+            break killed.elapsed();
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            bail!("no metadata change within 30 s of the kill");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    cluster.cluster(&["start", "--node", &leader.to_string()])?;
+    let back = Instant::now();
+    loop {
+        if let Some((l, ends)) = active_controller(cluster, None).await {
+            let end_of = |id: i32| ends.iter().find(|(v, _)| *v == id).map(|(_, e)| *e);
+            if end_of(leader).is_some() && end_of(leader) == end_of(l) {
+                break;
+            }
+        }
+        if back.elapsed() > Duration::from_secs(30) {
+            bail!("controller {leader} did not catch up within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((leader, active, change))
 }

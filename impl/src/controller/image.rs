@@ -257,6 +257,7 @@ impl MetadataImage {
                 next_producer_id_block_start,
                 ..
             } => self.next_producer_id = *next_producer_id_block_start,
+            MetadataRecord::LeaderChange { .. } => {}
         }
     }
 

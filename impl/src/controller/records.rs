@@ -150,6 +150,9 @@ pub enum MetadataRecord {
         broker_epoch: i64,
         next_producer_id_block_start: i64,
     },
+    /// The quorum's LeaderChange control record (KIP-595): the first entry a new quorum
+    /// leader appends, so that an entry of its epoch can commit. It changes no metadata.
+    LeaderChange { leader_id: i32, leader_epoch: i32 },
 }
 
 impl MetadataRecord {
@@ -166,6 +169,7 @@ impl MetadataRecord {
             MetadataRecord::RemoveTopic { .. } => "RemoveTopicRecord",
             MetadataRecord::Config { .. } => "ConfigRecord",
             MetadataRecord::ProducerIds { .. } => "ProducerIdsRecord",
+            MetadataRecord::LeaderChange { .. } => "LeaderChangeMessage",
         }
     }
 }

@@ -242,7 +242,8 @@ async fn heartbeat_loop(shared: Arc<NodeShared>) {
     }
 }
 
-/// One request on a task's own controller connection, trying every voter.
+/// One request on a task's own controller connection; a voter that is gone or answers
+/// NOT_CONTROLLER is dropped for the next one (the caller retries).
 async fn send_to_controller(
     shared: &NodeShared,
     conn: &mut Option<Connection>,
@@ -250,24 +251,22 @@ async fn send_to_controller(
     request: RequestKind,
 ) -> anyhow::Result<ResponseKind> {
     if conn.is_none() {
-        let client_id = format!("broker-{}", shared.config.node_id);
-        for voter in &shared.config.controller_quorum_voters {
-            if let Ok(c) =
-                Connection::connect(&voter.addr(), &client_id, Duration::from_secs(2)).await
-            {
-                *conn = Some(c);
-                break;
-            }
-        }
+        *conn = Some(shared.connect_controller().await?);
     }
     let c = conn
         .as_mut()
         .ok_or_else(|| anyhow::anyhow!("no controller reachable"))?;
     let timeout = Duration::from_secs(10);
     match c.send(version, request, timeout).await {
+        Ok(r) if super::controller_service::is_not_controller(&r) => {
+            *conn = None;
+            shared.next_controller();
+            anyhow::bail!("not the active controller")
+        }
         Ok(r) => Ok(r),
         Err(e) => {
             *conn = None;
+            shared.next_controller();
             Err(e)
         }
     }

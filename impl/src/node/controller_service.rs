@@ -1,60 +1,54 @@
-//! The controller role: the tokio driver of [`Controller`].
+//! The controller role: the [`Controller`] state machine behind the KRaft quorum.
 //!
-//! Each request runs one controller operation under the controller's lock; the records it
-//! appends are written to the metadata log (`__cluster_metadata-0`, fsynced) before the
-//! answer goes out, so an acknowledged metadata change survives a controller restart. On
-//! start the controller replays that log ([`Controller::replay`]). Brokers read the log with
-//! a long-polling Fetch, served here.
+//! Controllers form the quorum of `controller.quorum.voters` ([`QuorumDriver`]); only its
+//! leader is the active controller. There each request runs one controller operation, whose
+//! records are appended through the quorum (`__cluster_metadata-0`, fsynced on every voter
+//! that acknowledges) and answered only after they commit, so an acknowledged metadata
+//! change survives the loss of any minority of controllers. Other voters answer
+//! NOT_CONTROLLER, and brokers move on to the next voter. Brokers read the committed log
+//! with a long-polling Fetch, served by the quorum leader.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_partition_response::{
     PartitionData as AlterPartitionResult, TopicData as AlterPartitionTopicResult,
 };
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
+use super::quorum_driver::{NotActive, QuorumDriver};
 use super::{now_ms, serve};
 use crate::config::NodeConfig;
-use crate::controller::records::{Endpoint, LeaderRecoveryState, MetadataRecord};
+use crate::controller::records::{Endpoint, LeaderRecoveryState};
 use crate::controller::{
     AlterPartitionRequest as CoreAlterPartition, ConfigChange, Controller, ControllerConfig,
     ControllerError, ElectionType,
 };
-use crate::storage::{FlushPolicy, LogConfig, PartitionLog};
 use crate::wire::versions::api_versions_response;
 use crate::wire::RequestHandler;
 
 const INVALID_REQUEST: i16 = 42;
-const UNSUPPORTED_VERSION: i16 = 35;
+/// Kafka's NOT_CONTROLLER: this controller is not the active one.
+pub const NOT_CONTROLLER: i16 = 41;
 
-/// The controller's state: the state machine and its log, locked together so records reach
-/// the log in offset order.
+/// The controller role: the quorum voter and, while it leads, the active controller.
 pub struct ControllerService {
-    state: Mutex<State>,
-    /// The metadata log's end offset, for long-polling fetches.
-    log_end: watch::Sender<i64>,
+    quorum: Arc<QuorumDriver>,
 }
 
-struct State {
-    controller: Controller,
-    log: PartitionLog,
-}
-
-/// Starts the controller role: replays the metadata log, binds the controller listener,
-/// and spawns the request server and the session timer.
-pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
+/// Starts the controller role: opens the metadata log and quorum state, binds the
+/// controller listener, and spawns the quorum's tasks, the request server and the session
+/// timer. Returns them with the quorum driver (to resign on a clean shutdown).
+pub async fn start(
+    config: &NodeConfig,
+) -> anyhow::Result<(Vec<JoinHandle<()>>, Arc<QuorumDriver>)> {
     let listener_cfg = config
         .controller_listener()
         .ok_or_else(|| anyhow::anyhow!("no controller listener in `listeners`"))?;
@@ -62,7 +56,10 @@ pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (controller listener): {e}"))?;
-    let service = Arc::new(ControllerService::open(config)?);
+    let (quorum, mut tasks) = QuorumDriver::start(config, controller_config(config))?;
+    let service = Arc::new(ControllerService {
+        quorum: quorum.clone(),
+    });
     tracing::info!(node = config.node_id, %addr, "controller listening");
     let rebalance_every = config
         .auto_leader_rebalance_enable
@@ -74,114 +71,50 @@ pub async fn start(config: &NodeConfig) -> anyhow::Result<Vec<JoinHandle<()>>> {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let now = now_ms();
-                service.commit(|c| {
-                    let fenced = c.tick(now);
-                    if !fenced.is_empty() {
-                        tracing::info!(?fenced, "broker sessions expired: fenced");
-                    }
-                });
+                let _ = service
+                    .commit(|c| {
+                        let fenced = c.tick(now);
+                        if !fenced.is_empty() {
+                            tracing::info!(?fenced, "broker sessions expired: fenced");
+                        }
+                    })
+                    .await;
                 if rebalance_every.is_some_and(|every| now.saturating_sub(last_rebalance) >= every)
                 {
                     last_rebalance = now;
-                    service.commit(elect_preferred_leaders);
+                    let _ = service.commit(elect_preferred_leaders).await;
                 }
             }
         })
     };
-    let server = tokio::spawn(serve(listener, service, config.socket_request_max_bytes));
-    Ok(vec![ticker, server])
+    tasks.push(ticker);
+    tasks.push(tokio::spawn(serve(
+        listener,
+        service,
+        config.socket_request_max_bytes,
+    )));
+    Ok((tasks, quorum))
 }
 
 impl ControllerService {
-    /// Opens the metadata log under the node's log dir and replays it.
-    pub fn open(config: &NodeConfig) -> anyhow::Result<ControllerService> {
-        let dir = config.log_dir().join(format!("{METADATA_TOPIC}-0"));
-        let log = PartitionLog::open(
-            &dir,
-            LogConfig {
-                flush_policy: FlushPolicy::EveryBatch,
-                ..LogConfig::default()
-            },
-        )?;
-        let mut records = Vec::new();
-        let mut offset = log.log_start_offset();
-        while offset < log.log_end_offset() {
-            let bytes = log.read(offset, 4 << 20)?;
-            if bytes.is_empty() {
-                break;
-            }
-            let batch = decode_batches(bytes)?;
-            let Some(&(last, _)) = batch.last() else {
-                break;
-            };
-            offset = last + 1;
-            records.extend(
-                batch
-                    .into_iter()
-                    .filter(|(o, _)| *o >= log.log_start_offset()),
-            );
-        }
-        let replayed = records.len();
-        let controller = Controller::replay(controller_config(config), records, now_ms());
-        tracing::info!(records = replayed, "metadata log replayed");
-        let (log_end, _) = watch::channel(log.log_end_offset());
-        Ok(ControllerService {
-            state: Mutex::new(State { controller, log }),
-            log_end,
-        })
-    }
-
-    /// Runs one controller operation and makes its records durable before returning.
-    fn commit<T>(&self, op: impl FnOnce(&mut Controller) -> T) -> T {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let out = op(&mut state.controller);
-        let records = state.controller.drain_records();
-        if let Some(&(first, _)) = records.first() {
-            let values: Vec<MetadataRecord> = records.into_iter().map(|(_, r)| r).collect();
-            let result = encode_batch(&values, now_ms() as i64)
-                .and_then(|batch| Ok(state.log.append_as_leader(batch, 0)?));
-            match result {
-                Ok(info) if info.first_offset == first => {}
-                Ok(info) => tracing::error!(
-                    expected = first,
-                    got = info.first_offset,
-                    "metadata log and controller disagree on offsets"
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot write the metadata log"),
-            }
-            let end = state.log.log_end_offset();
-            state.log.set_high_watermark(end);
-            self.log_end.send_replace(end);
-        }
-        out
+    /// Runs one controller operation on the active controller; returns after its records
+    /// commit.
+    async fn commit<T>(&self, op: impl FnOnce(&mut Controller) -> T) -> Result<T, NotActive> {
+        self.quorum.commit(op).await
     }
 
     /// `validate_only` requests run the operation on a copy of the controller and keep
     /// nothing; others commit.
-    fn commit_or_validate<T>(
+    async fn commit_or_validate<T>(
         &self,
         validate_only: bool,
         op: impl FnOnce(&mut Controller) -> T,
-    ) -> T {
+    ) -> Result<T, NotActive> {
         if validate_only {
-            let mut scratch = self
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .controller
-                .clone();
-            op(&mut scratch)
+            let mut scratch = self.quorum.controller_snapshot()?;
+            Ok(op(&mut scratch))
         } else {
-            self.commit(op)
-        }
-    }
-
-    fn read_log(&self, from: i64, max_bytes: usize) -> Result<(Bytes, i64), i16> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let end = state.log.log_end_offset();
-        match state.log.read(from, max_bytes) {
-            Ok(bytes) => Ok((bytes, end)),
-            Err(e) => Err(e.kafka_error_code()),
+            self.commit(op).await
         }
     }
 }
@@ -238,9 +171,40 @@ impl RequestHandler for ControllerService {
         request: RequestKind,
     ) -> anyhow::Result<Option<ResponseKind>> {
         let v = header.request_api_version;
-        let now = now_ms();
         Ok(Some(match request {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
+            RequestKind::Vote(req) => ResponseKind::Vote(self.quorum.handle_vote(&req)),
+            RequestKind::BeginQuorumEpoch(req) => {
+                ResponseKind::BeginQuorumEpoch(self.quorum.handle_begin_quorum_epoch(&req))
+            }
+            RequestKind::EndQuorumEpoch(req) => {
+                ResponseKind::EndQuorumEpoch(self.quorum.handle_end_quorum_epoch(&req))
+            }
+            RequestKind::DescribeQuorum(_) => {
+                ResponseKind::DescribeQuorum(self.quorum.describe_quorum())
+            }
+            RequestKind::Fetch(req) => ResponseKind::Fetch(self.quorum.fetch(req).await),
+            other => {
+                let fallback = not_controller_response(&other);
+                match self.handle_active(v, other).await {
+                    Ok(resp) => resp,
+                    Err(NotActive) => match fallback {
+                        Some(resp) => resp,
+                        None => {
+                            anyhow::bail!("the controller listener does not serve this request")
+                        }
+                    },
+                }
+            }
+        }))
+    }
+}
+
+impl ControllerService {
+    /// Requests only the active controller serves.
+    async fn handle_active(&self, v: i16, request: RequestKind) -> Result<ResponseKind, NotActive> {
+        let now = now_ms();
+        Ok(match request {
             RequestKind::BrokerRegistration(req) => {
                 let endpoints = req
                     .listeners
@@ -252,16 +216,18 @@ impl RequestHandler for ControllerService {
                         security_protocol: l.security_protocol,
                     })
                     .collect();
-                let result = self.commit(|c| {
-                    c.register_broker(
-                        req.broker_id.0,
-                        &req.incarnation_id.to_string(),
-                        endpoints,
-                        req.rack.as_ref().map(|r| r.to_string()),
-                        req.previous_broker_epoch,
-                        now,
-                    )
-                });
+                let result = self
+                    .commit(|c| {
+                        c.register_broker(
+                            req.broker_id.0,
+                            &req.incarnation_id.to_string(),
+                            endpoints,
+                            req.rack.as_ref().map(|r| r.to_string()),
+                            req.previous_broker_epoch,
+                            now,
+                        )
+                    })
+                    .await?;
                 let mut resp = BrokerRegistrationResponse::default().with_broker_epoch(-1);
                 match result {
                     Ok(epoch) => resp.broker_epoch = epoch,
@@ -270,16 +236,18 @@ impl RequestHandler for ControllerService {
                 ResponseKind::BrokerRegistration(resp)
             }
             RequestKind::BrokerHeartbeat(req) => {
-                let result = self.commit(|c| {
-                    c.heartbeat(
-                        req.broker_id.0,
-                        req.broker_epoch,
-                        req.current_metadata_offset,
-                        req.want_fence,
-                        req.want_shut_down,
-                        now,
-                    )
-                });
+                let result = self
+                    .commit(|c| {
+                        c.heartbeat(
+                            req.broker_id.0,
+                            req.broker_epoch,
+                            req.current_metadata_offset,
+                            req.want_fence,
+                            req.want_shut_down,
+                            now,
+                        )
+                    })
+                    .await?;
                 let mut resp = BrokerHeartbeatResponse::default();
                 match result {
                     Ok(r) => {
@@ -295,11 +263,12 @@ impl RequestHandler for ControllerService {
                 ResponseKind::BrokerHeartbeat(resp)
             }
             RequestKind::AlterPartition(req) => {
-                ResponseKind::AlterPartition(self.alter_partition(req))
+                ResponseKind::AlterPartition(self.alter_partition(req).await?)
             }
             RequestKind::AllocateProducerIds(req) => {
-                let result =
-                    self.commit(|c| c.allocate_producer_ids(req.broker_id.0, req.broker_epoch));
+                let result = self
+                    .commit(|c| c.allocate_producer_ids(req.broker_id.0, req.broker_epoch))
+                    .await?;
                 let mut resp = AllocateProducerIdsResponse::default();
                 match result {
                     Ok((start, len)) => {
@@ -311,25 +280,33 @@ impl RequestHandler for ControllerService {
                 ResponseKind::AllocateProducerIds(resp)
             }
             RequestKind::CreateTopics(req) => {
-                ResponseKind::CreateTopics(self.create_topics(v, req))
+                ResponseKind::CreateTopics(self.create_topics(v, req).await?)
             }
             RequestKind::DeleteTopics(req) => {
-                ResponseKind::DeleteTopics(self.delete_topics(v, req))
+                ResponseKind::DeleteTopics(self.delete_topics(v, req).await?)
             }
             RequestKind::CreatePartitions(req) => {
-                ResponseKind::CreatePartitions(self.create_partitions(req))
+                ResponseKind::CreatePartitions(self.create_partitions(req).await?)
             }
             RequestKind::IncrementalAlterConfigs(req) => {
-                ResponseKind::IncrementalAlterConfigs(self.alter_configs(req))
+                ResponseKind::IncrementalAlterConfigs(self.alter_configs(req).await?)
             }
-            RequestKind::Fetch(req) => ResponseKind::Fetch(self.fetch_metadata(req).await),
-            other => anyhow::bail!("the controller listener does not serve {other:?}"),
-        }))
+            other => {
+                tracing::debug!(
+                    ?other,
+                    "the controller listener does not serve this request"
+                );
+                return Err(NotActive);
+            }
+        })
     }
 }
 
 impl ControllerService {
-    fn alter_partition(&self, req: AlterPartitionRequest) -> AlterPartitionResponse {
+    async fn alter_partition(
+        &self,
+        req: AlterPartitionRequest,
+    ) -> Result<AlterPartitionResponse, NotActive> {
         let mut resp = AlterPartitionResponse::default();
         for topic in req.topics {
             let mut tr = AlterPartitionTopicResult::default().with_topic_id(topic.topic_id);
@@ -347,8 +324,9 @@ impl ControllerService {
                     leader_recovery_state: LeaderRecoveryState::from_i8(p.leader_recovery_state)
                         .unwrap_or_default(),
                 };
-                let result =
-                    self.commit(|c| c.alter_partition(req.broker_id.0, req.broker_epoch, &core));
+                let result = self
+                    .commit(|c| c.alter_partition(req.broker_id.0, req.broker_epoch, &core))
+                    .await?;
                 let mut pr =
                     AlterPartitionResult::default().with_partition_index(p.partition_index);
                 match result {
@@ -365,10 +343,14 @@ impl ControllerService {
             }
             resp.topics.push(tr);
         }
-        resp
+        Ok(resp)
     }
 
-    fn create_topics(&self, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    async fn create_topics(
+        &self,
+        version: i16,
+        req: CreateTopicsRequest,
+    ) -> Result<CreateTopicsResponse, NotActive> {
         let mut resp = CreateTopicsResponse::default();
         for t in req.topics {
             let name = t.name.0.to_string();
@@ -401,7 +383,7 @@ impl ControllerService {
                     (id, partitions, rf)
                 })
             };
-            let result = self.commit_or_validate(req.validate_only, create);
+            let result = self.commit_or_validate(req.validate_only, create).await?;
             let mut r = CreatableTopicResult::default()
                 .with_name(t.name.clone())
                 .with_num_partitions(-1)
@@ -426,10 +408,14 @@ impl ControllerService {
             }
             resp.topics.push(r);
         }
-        resp
+        Ok(resp)
     }
 
-    fn delete_topics(&self, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    async fn delete_topics(
+        &self,
+        version: i16,
+        req: DeleteTopicsRequest,
+    ) -> Result<DeleteTopicsResponse, NotActive> {
         let mut resp = DeleteTopicsResponse::default();
         let names: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
             req.topics
@@ -443,20 +429,21 @@ impl ControllerService {
                 .collect()
         };
         for (name, id) in names {
-            let name = name.or_else(|| {
-                let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                state
-                    .controller
+            let name = match name {
+                Some(n) => Some(n),
+                None => self
+                    .quorum
+                    .controller_snapshot()?
                     .image()
                     .topic_by_id(id.as_bytes())
-                    .map(|t| t.name.clone())
-            });
+                    .map(|t| t.name.clone()),
+            };
             let mut r = DeletableTopicResult::default().with_topic_id(id);
             match name {
                 None => r.error_code = 100, // UNKNOWN_TOPIC_ID
                 Some(name) => {
                     r.name = Some(TopicName(str_bytes(&name)));
-                    match self.commit(|c| c.delete_topic(&name)) {
+                    match self.commit(|c| c.delete_topic(&name)).await? {
                         Ok(id) if version >= 6 => r.topic_id = uuid::Uuid::from_bytes(id),
                         Ok(_) => {}
                         Err(e) => {
@@ -471,10 +458,13 @@ impl ControllerService {
             }
             resp.responses.push(r);
         }
-        resp
+        Ok(resp)
     }
 
-    fn create_partitions(&self, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    async fn create_partitions(
+        &self,
+        req: CreatePartitionsRequest,
+    ) -> Result<CreatePartitionsResponse, NotActive> {
         let mut resp = CreatePartitionsResponse::default();
         for t in req.topics {
             let name = t.name.0.to_string();
@@ -486,20 +476,21 @@ impl ControllerService {
                 ));
             } else {
                 let result = self
-                    .commit_or_validate(req.validate_only, |c| c.create_partitions(&name, t.count));
+                    .commit_or_validate(req.validate_only, |c| c.create_partitions(&name, t.count))
+                    .await?;
                 if let Err(e) = result {
                     (r.error_code, r.error_message) = error_parts(&e);
                 }
             }
             resp.results.push(r);
         }
-        resp
+        Ok(resp)
     }
 
-    fn alter_configs(
+    async fn alter_configs(
         &self,
         req: IncrementalAlterConfigsRequest,
-    ) -> IncrementalAlterConfigsResponse {
+    ) -> Result<IncrementalAlterConfigsResponse, NotActive> {
         const TOPIC: i8 = 2;
         let mut resp = IncrementalAlterConfigsResponse::default();
         for res in req.resources {
@@ -531,56 +522,117 @@ impl ControllerService {
             if r.error_code == 0 {
                 let topic = res.resource_name.to_string();
                 let result = self
-                    .commit_or_validate(req.validate_only, |c| c.alter_configs(&topic, &changes));
+                    .commit_or_validate(req.validate_only, |c| c.alter_configs(&topic, &changes))
+                    .await?;
                 if let Err(e) = result {
                     (r.error_code, r.error_message) = error_parts(&e);
                 }
             }
             resp.responses.push(r);
         }
-        resp
+        Ok(resp)
     }
+}
 
-    /// Brokers follow the metadata log with this Fetch, long-polling for new records.
-    async fn fetch_metadata(&self, req: FetchRequest) -> FetchResponse {
-        let mut resp = FetchResponse::default();
-        let Some((topic, part)) = req
-            .topics
-            .first()
-            .and_then(|t| Some((t, t.partitions.first()?)))
-        else {
-            resp.error_code = INVALID_REQUEST;
-            return resp;
-        };
-        let mut pr = PartitionData::default()
-            .with_partition_index(part.partition)
-            .with_high_watermark(-1)
-            .with_last_stable_offset(-1)
-            .with_log_start_offset(-1);
-        if topic.topic.0.as_str() != METADATA_TOPIC || part.partition != 0 {
-            pr.error_code = UNSUPPORTED_VERSION;
-        } else {
-            let from = part.fetch_offset;
-            let mut end_rx = self.log_end.subscribe();
-            let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, 10_000) as u64);
-            if *end_rx.borrow_and_update() <= from && !max_wait.is_zero() {
-                let _ = tokio::time::timeout(max_wait, end_rx.wait_for(|&end| end > from)).await;
-            }
-            match self.read_log(from, part.partition_max_bytes.max(1) as usize) {
-                Ok((bytes, end)) => {
-                    pr.high_watermark = end;
-                    pr.last_stable_offset = end;
-                    pr.log_start_offset = 0;
-                    pr.records = Some(bytes);
-                }
-                Err(code) => pr.error_code = code,
-            }
+/// The NOT_CONTROLLER answer to a request only the active controller serves, with the
+/// error where each response carries it (per topic or per resource for admin requests).
+fn not_controller_response(request: &RequestKind) -> Option<ResponseKind> {
+    const E: i16 = NOT_CONTROLLER;
+    Some(match request {
+        RequestKind::BrokerRegistration(_) => ResponseKind::BrokerRegistration(
+            BrokerRegistrationResponse::default()
+                .with_error_code(E)
+                .with_broker_epoch(-1),
+        ),
+        RequestKind::BrokerHeartbeat(_) => ResponseKind::BrokerHeartbeat(
+            BrokerHeartbeatResponse::default()
+                .with_error_code(E)
+                .with_is_fenced(true),
+        ),
+        RequestKind::AlterPartition(_) => {
+            ResponseKind::AlterPartition(AlterPartitionResponse::default().with_error_code(E))
         }
-        resp.responses.push(
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_partitions(vec![pr]),
-        );
-        resp
+        RequestKind::AllocateProducerIds(_) => ResponseKind::AllocateProducerIds(
+            AllocateProducerIdsResponse::default().with_error_code(E),
+        ),
+        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(
+            CreateTopicsResponse::default().with_topics(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_error_code(E)
+                            .with_num_partitions(-1)
+                            .with_replication_factor(-1)
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::DeleteTopics(req) => {
+            let mut results: Vec<DeletableTopicResult> = req
+                .topics
+                .iter()
+                .map(|t| {
+                    DeletableTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(E)
+                })
+                .collect();
+            results.extend(req.topic_names.iter().map(|n| {
+                DeletableTopicResult::default()
+                    .with_name(Some(n.clone()))
+                    .with_error_code(E)
+            }));
+            ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(results))
+        }
+        RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(
+            CreatePartitionsResponse::default().with_results(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        CreatePartitionsTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_error_code(E)
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsResponse::default().with_responses(
+                req.resources
+                    .iter()
+                    .map(|r| {
+                        AlterConfigsResourceResponse::default()
+                            .with_resource_type(r.resource_type)
+                            .with_resource_name(r.resource_name.clone())
+                            .with_error_code(E)
+                    })
+                    .collect(),
+            ),
+        ),
+        _ => return None,
+    })
+}
+
+/// Whether a controller's response says it is not the active controller (or, for a
+/// metadata Fetch, not the quorum leader): the broker then tries the next voter.
+pub fn is_not_controller(resp: &ResponseKind) -> bool {
+    const E: i16 = NOT_CONTROLLER;
+    match resp {
+        ResponseKind::BrokerRegistration(r) => r.error_code == E,
+        ResponseKind::BrokerHeartbeat(r) => r.error_code == E,
+        ResponseKind::AlterPartition(r) => r.error_code == E,
+        ResponseKind::AllocateProducerIds(r) => r.error_code == E,
+        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code == E),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code == E),
+        ResponseKind::CreatePartitions(r) => r.results.iter().any(|t| t.error_code == E),
+        ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().any(|t| t.error_code == E),
+        ResponseKind::Fetch(r) => r.responses.iter().flat_map(|t| &t.partitions).any(|p| {
+            p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
+                || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH
+        }),
+        _ => false,
     }
 }

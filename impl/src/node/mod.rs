@@ -2,10 +2,13 @@
 //!
 //! A node has one or both of Kafka's KRaft roles (`process.roles`):
 //!
-//! * **controller** — [`controller_service`]: the [`crate::controller::Controller`] state
-//!   machine, its metadata log on disk, and the controller listener (BrokerRegistration,
-//!   BrokerHeartbeat, AlterPartition, the admin requests brokers forward, and the Fetch of
-//!   `__cluster_metadata` through which brokers learn metadata).
+//! * **controller** — [`quorum_driver`] runs the KRaft quorum core ([`crate::quorum`]) with
+//!   the other voters of `controller.quorum.voters` over the controller listener, keeping
+//!   the metadata log and `quorum-state` on disk; [`controller_service`] is the
+//!   [`crate::controller::Controller`] state machine on the quorum leader (the active
+//!   controller: BrokerRegistration, BrokerHeartbeat, AlterPartition, the admin requests
+//!   brokers forward) and the Fetch of `__cluster_metadata` through which brokers learn
+//!   committed metadata.
 //! * **broker** — [`broker_api`] serves clients; [`broker_runtime`] registers and
 //!   heartbeats with the controller, follows the metadata log, turns partition metadata into
 //!   `become_leader`/`become_follower` calls, runs the follower fetchers, sends AlterPartition
@@ -19,9 +22,10 @@ pub mod controller_service;
 pub mod groups;
 pub mod metadata_log;
 pub mod partitions;
+pub mod quorum_driver;
 pub mod view;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -70,6 +74,8 @@ pub struct NodeShared {
     pub groups: groups::GroupService,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     controller_conn: tokio::sync::Mutex<Option<Connection>>,
+    /// Which of `controller.quorum.voters` to try first.
+    controller_index: AtomicUsize,
 }
 
 impl NodeShared {
@@ -125,43 +131,68 @@ impl NodeShared {
         })
     }
 
-    /// Sends a request to the active controller, reconnecting (and trying every voter)
-    /// as needed.
+    /// Connects to a controller, trying the voters in turn from the one that last answered
+    /// as the active controller.
+    pub async fn connect_controller(&self) -> anyhow::Result<Connection> {
+        let voters = &self.config.controller_quorum_voters;
+        let client_id = format!("broker-{}", self.config.node_id);
+        let mut last_err = None;
+        for _ in 0..voters.len() {
+            let i = self.controller_index.load(Ordering::Relaxed) % voters.len().max(1);
+            match Connection::connect(&voters[i].addr(), &client_id, Duration::from_secs(1)).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    last_err = Some(e);
+                    self.next_controller();
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no controller reachable")))
+    }
+
+    /// The voter tried last is not (or no longer) the active controller: try the next.
+    pub fn next_controller(&self) {
+        self.controller_index.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends a request to the active controller: reconnects, and moves on to the next
+    /// voter when one answers NOT_CONTROLLER (a quorum follower) or is gone, for up to
+    /// five seconds (a controller failover takes well under two).
     pub async fn controller_request(
         &self,
         version: i16,
         request: RequestKind,
     ) -> anyhow::Result<ResponseKind> {
         let mut conn = self.controller_conn.lock().await;
-        let mut last_err = None;
-        for _attempt in 0..2 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
             if conn.is_none() {
-                for voter in &self.config.controller_quorum_voters {
-                    let client_id = format!("broker-{}", self.config.node_id);
-                    match Connection::connect(&voter.addr(), &client_id, Duration::from_secs(2))
-                        .await
-                    {
-                        Ok(c) => {
-                            *conn = Some(c);
-                            break;
-                        }
-                        Err(e) => last_err = Some(e),
+                match self.connect_controller().await {
+                    Ok(c) => *conn = Some(c),
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match c
+                    .send(version, request.clone(), Duration::from_secs(15))
+                    .await
+                {
+                    Ok(resp) if !controller_service::is_not_controller(&resp) => return Ok(resp),
+                    Ok(resp) if tokio::time::Instant::now() >= deadline => return Ok(resp),
+                    Ok(_) => {
+                        *conn = None;
+                        self.next_controller();
+                    }
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => {
+                        *conn = None;
+                        self.next_controller();
                     }
                 }
             }
-            let Some(c) = conn.as_mut() else { continue };
-            match c
-                .send(version, request.clone(), Duration::from_secs(15))
-                .await
-            {
-                Ok(resp) => return Ok(resp),
-                Err(e) => {
-                    *conn = None;
-                    last_err = Some(e);
-                }
-            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no controller reachable")))
     }
 
     /// Forwards an admin request to the controller (as KRaft brokers do with Envelope),
@@ -297,8 +328,11 @@ pub async fn run(
         anyhow::anyhow!("cannot create log dir {}: {e}", config.log_dir().display())
     })?;
     let mut tasks = Vec::new();
+    let mut quorum = None;
     if config.process_roles.controller {
-        tasks.extend(controller_service::start(&config).await?);
+        let (controller_tasks, driver) = controller_service::start(&config).await?;
+        tasks.extend(controller_tasks);
+        quorum = Some(driver);
     }
     let mut broker = None;
     if config.process_roles.broker {
@@ -311,6 +345,12 @@ pub async fn run(
     tracing::info!(node_id = config.node_id, "shutting down");
     if let Some(shared) = broker {
         broker_runtime::shutdown(&shared).await;
+    }
+    if let Some(driver) = quorum {
+        // A leader resigns (EndQuorumEpoch) so the others elect at once.
+        if driver.resign() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     for t in tasks {
         t.abort();
@@ -336,5 +376,6 @@ pub(crate) fn new_shared(
         groups,
         producer_ids: tokio::sync::Mutex::new((0, 0)),
         controller_conn: tokio::sync::Mutex::new(None),
+        controller_index: AtomicUsize::new(0),
     }
 }

@@ -188,6 +188,10 @@ served_response_kinds!(
     BrokerRegistration,
     BrokerHeartbeat,
     AllocateProducerIds,
+    Vote,
+    BeginQuorumEpoch,
+    EndQuorumEpoch,
+    DescribeQuorum,
 );
 
 #[cfg(test)]

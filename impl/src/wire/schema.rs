@@ -304,6 +304,10 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("BrokerRegistrationRequest", BrokerRegistration, v(0, 3), flexible: ALL, BROKER_REGISTRATION),
     layout!("BrokerHeartbeatRequest", BrokerHeartbeat, v(0, 1), flexible: ALL, BROKER_HEARTBEAT),
     layout!("AllocateProducerIdsRequest", AllocateProducerIds, v(0, 0), flexible: ALL, ALLOCATE_PRODUCER_IDS),
+    layout!("VoteRequest", Vote, v(0, 0), flexible: ALL, VOTE),
+    layout!("BeginQuorumEpochRequest", BeginQuorumEpoch, v(0, 0), flexible: NEVER, BEGIN_QUORUM_EPOCH),
+    layout!("EndQuorumEpochRequest", EndQuorumEpoch, v(0, 0), flexible: NEVER, END_QUORUM_EPOCH),
+    layout!("DescribeQuorumRequest", DescribeQuorum, v(0, 0), flexible: ALL, DESCRIBE_QUORUM),
 ];
 
 // Produce.
@@ -720,6 +724,76 @@ const BROKER_HEARTBEAT: &[Field] = &[
 
 // AllocateProducerIds (KIP-730).
 const ALLOCATE_PRODUCER_IDS: &[Field] = &[f("broker_id", I32, ALL), f("broker_epoch", I64, ALL)];
+
+// The KRaft quorum (KIP-595), version 0 only.
+const VOTE: &[Field] = &[
+    f("cluster_id", STR, ALL).null(ALL),
+    f("topics", array(&Kind::Struct(VOTE_TOPIC)), ALL),
+];
+const VOTE_TOPIC: &[Field] = &[
+    f("topic_name", STR, ALL),
+    f("partitions", array(&Kind::Struct(VOTE_PARTITION)), ALL),
+];
+const VOTE_PARTITION: &[Field] = &[
+    f("partition_index", I32, ALL),
+    f("replica_epoch", I32, ALL),
+    f("replica_id", I32, ALL),
+    f("last_offset_epoch", I32, ALL),
+    f("last_offset", I64, ALL),
+];
+const BEGIN_QUORUM_EPOCH: &[Field] = &[
+    f("cluster_id", STR, ALL).null(ALL),
+    f(
+        "topics",
+        array(&Kind::Struct(BEGIN_QUORUM_EPOCH_TOPIC)),
+        ALL,
+    ),
+];
+const BEGIN_QUORUM_EPOCH_TOPIC: &[Field] = &[
+    f("topic_name", STR, ALL),
+    f(
+        "partitions",
+        array(&Kind::Struct(BEGIN_QUORUM_EPOCH_PARTITION)),
+        ALL,
+    ),
+];
+const BEGIN_QUORUM_EPOCH_PARTITION: &[Field] = &[
+    f("partition_index", I32, ALL),
+    f("leader_id", I32, ALL),
+    f("leader_epoch", I32, ALL),
+];
+const END_QUORUM_EPOCH: &[Field] = &[
+    f("cluster_id", STR, ALL).null(ALL),
+    f("topics", array(&Kind::Struct(END_QUORUM_EPOCH_TOPIC)), ALL),
+];
+const END_QUORUM_EPOCH_TOPIC: &[Field] = &[
+    f("topic_name", STR, ALL),
+    f(
+        "partitions",
+        array(&Kind::Struct(END_QUORUM_EPOCH_PARTITION)),
+        ALL,
+    ),
+];
+const END_QUORUM_EPOCH_PARTITION: &[Field] = &[
+    f("partition_index", I32, ALL),
+    f("leader_id", I32, ALL),
+    f("leader_epoch", I32, ALL),
+    f("preferred_successors", array(&I32), ALL),
+];
+const DESCRIBE_QUORUM: &[Field] = &[f(
+    "topics",
+    array(&Kind::Struct(DESCRIBE_QUORUM_TOPIC)),
+    ALL,
+)];
+const DESCRIBE_QUORUM_TOPIC: &[Field] = &[
+    f("topic_name", STR, ALL),
+    f(
+        "partitions",
+        array(&Kind::Struct(DESCRIBE_QUORUM_PARTITION)),
+        ALL,
+    ),
+];
+const DESCRIBE_QUORUM_PARTITION: &[Field] = &[f("partition_index", I32, ALL)];
 
 // ---------------------------------------------------------------------------------------
 // Walking bytes.

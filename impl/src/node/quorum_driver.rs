@@ -1,0 +1,1053 @@
+//! The tokio driver of the KRaft quorum core ([`crate::quorum::QuorumCore`]) on a
+//! controller node.
+//!
+//! It performs the core's effects in order, under one lock with the metadata log
+//! (`__cluster_metadata-0`, an ordinary [`PartitionLog`] fsynced on every append) and the
+//! `quorum-state` file (written atomically and fsynced before any vote or answer that
+//! depends on it leaves); it draws the timers' jitter and fires [`QuorumCore::timeout`];
+//! it carries Kafka's own KRaft messages from kafka-protocol over the controller
+//! listener — Vote, BeginQuorumEpoch, EndQuorumEpoch, and Fetch of `__cluster_metadata`
+//! with `ReplicaId` = the voter id — one connection per peer.
+//!
+//! Only the quorum leader is the active controller: once its LeaderChange record commits,
+//! it replays the whole log into a fresh [`Controller`], and [`QuorumDriver::commit`] then
+//! runs operations, appends their records through the quorum and returns only when the
+//! high watermark passes them. Brokers are observers: their Fetch reads only committed
+//! records.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
+use super::now_ms;
+use crate::client::Connection;
+use crate::config::NodeConfig;
+use crate::controller::records::MetadataRecord;
+use crate::controller::{Controller, ControllerConfig};
+use crate::quorum::{
+    self, codes, Batch, Effect, EpochRequest, EpochResponse, FetchAnswer, FetchResult, LogSummary,
+    QuorumCore, QuorumState, ReplicaId, Request, Role, Timer,
+};
+use crate::storage::{BatchHeader, FlushPolicy, LogConfig, PartitionLog};
+
+/// What waiters watch: the quorum's progress as of the last effects performed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub epoch: i32,
+    pub leader: Option<ReplicaId>,
+    /// This node is the leader and has replayed the committed log: the active controller.
+    pub active: bool,
+    pub high_watermark: i64,
+    pub log_end: i64,
+}
+
+/// This node is not the active controller (NOT_CONTROLLER to the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotActive;
+
+pub struct State {
+    pub core: QuorumCore,
+    pub log: PartitionLog,
+    /// `Some` only on the active controller.
+    pub controller: Option<Controller>,
+    deadline_ms: Option<u64>,
+}
+
+pub struct QuorumDriver {
+    id: ReplicaId,
+    cluster_id: Option<String>,
+    peers: Vec<(ReplicaId, String)>,
+    election_timeout_ms: u64,
+    fetch_timeout_ms: u64,
+    controller_config: ControllerConfig,
+    state_path: PathBuf,
+    state: Mutex<State>,
+    progress: watch::Sender<Progress>,
+    timer: Notify,
+    outbox: Vec<(ReplicaId, mpsc::UnboundedSender<Request>)>,
+    rng: Mutex<u64>,
+}
+
+/// The `quorum-state` file, in Kafka's JSON layout.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QuorumStateFile {
+    leader_id: i32,
+    leader_epoch: i32,
+    voted_id: i32,
+    applied_offset: i64,
+    current_voters: Vec<VoterEntry>,
+    #[serde(rename = "data_version")]
+    data_version: i16,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VoterEntry {
+    voter_id: i32,
+}
+
+fn read_quorum_state(path: &std::path::Path) -> anyhow::Result<QuorumState> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(QuorumState::default()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let f: QuorumStateFile = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("malformed quorum state {}: {e}", path.display()))?;
+    Ok(QuorumState {
+        epoch: f.leader_epoch.max(0),
+        voted_for: (f.voted_id >= 0).then_some(f.voted_id),
+        leader: (f.leader_id >= 0).then_some(f.leader_id),
+    })
+}
+
+/// A failure to write the metadata log or the quorum state leaves the voter unable to keep
+/// its promises: stop the process, as Kafka's raft client does.
+fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
+    tracing::error!(error = %e, "{what}; stopping");
+    eprintln!("fatal: {what}: {e}");
+    std::process::exit(1)
+}
+
+fn metadata_topic() -> TopicName {
+    TopicName(StrBytes::from_static_str(METADATA_TOPIC))
+}
+
+/// Splits fetched bytes into whole batches with their offsets and epochs.
+pub fn split_batches(bytes: &Bytes) -> Vec<Batch> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while let Some(h) = BatchHeader::parse(&bytes[pos..]) {
+        let size = h.size() as usize;
+        if size == 0 || pos + size > bytes.len() {
+            break;
+        }
+        out.push(Batch {
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            epoch: h.partition_leader_epoch,
+            data: bytes.slice(pos..pos + size),
+        });
+        pos += size;
+    }
+    out
+}
+
+/// The whole batches of `bytes` that start below `up_to`.
+fn cut_at(bytes: Bytes, up_to: i64) -> Bytes {
+    let mut end = 0usize;
+    for b in split_batches(&bytes) {
+        if b.base_offset >= up_to {
+            break;
+        }
+        end += b.data.len();
+    }
+    bytes.slice(..end)
+}
+
+impl QuorumDriver {
+    /// Opens the metadata log and the quorum state under the node's log dir and starts the
+    /// voter's tasks: the timer, one sender per peer, and the follower's fetcher.
+    pub fn start(
+        config: &NodeConfig,
+        controller_config: ControllerConfig,
+    ) -> anyhow::Result<(Arc<QuorumDriver>, Vec<JoinHandle<()>>)> {
+        let dir = config.log_dir().join(format!("{METADATA_TOPIC}-0"));
+        let log = PartitionLog::open(
+            &dir,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        )?;
+        let state_path = dir.join("quorum-state");
+        let persisted = read_quorum_state(&state_path)?;
+        let summary = LogSummary::new(
+            log.epoch_cache()
+                .entries()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect(),
+            log.log_end_offset(),
+            log.log_end_offset(),
+        );
+        let voters: Vec<ReplicaId> = config
+            .controller_quorum_voters
+            .iter()
+            .map(|v| v.id)
+            .collect();
+        let core = QuorumCore::restart(config.node_id, voters, persisted, summary);
+        tracing::info!(
+            node = config.node_id,
+            epoch = persisted.epoch,
+            role = ?core.role(),
+            log_end = log.log_end_offset(),
+            "quorum voter starting"
+        );
+        let peers: Vec<(ReplicaId, String)> = config
+            .controller_quorum_voters
+            .iter()
+            .filter(|v| v.id != config.node_id)
+            .map(|v| (v.id, v.addr()))
+            .collect();
+        let mut outbox = Vec::new();
+        let mut inboxes = Vec::new();
+        for (id, addr) in &peers {
+            let (tx, rx) = mpsc::unbounded_channel();
+            outbox.push((*id, tx));
+            inboxes.push((*id, addr.clone(), rx));
+        }
+        let (progress, _) = watch::channel(Progress {
+            epoch: core.epoch(),
+            leader: core.leader(),
+            active: false,
+            high_watermark: 0,
+            log_end: log.log_end_offset(),
+        });
+        let driver = Arc::new(QuorumDriver {
+            id: config.node_id,
+            cluster_id: config.cluster_id.clone(),
+            peers,
+            election_timeout_ms: config.controller_quorum_election_timeout_ms,
+            fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
+            controller_config,
+            state_path,
+            state: Mutex::new(State {
+                core,
+                log,
+                controller: None,
+                deadline_ms: None,
+            }),
+            progress,
+            timer: Notify::new(),
+            outbox,
+            rng: Mutex::new(now_ms() ^ (u64::from(std::process::id()) << 32) | 1),
+        });
+        {
+            let mut st = driver.lock();
+            driver.perform(&mut st);
+        }
+        let mut tasks = vec![
+            tokio::spawn(driver.clone().timer_loop()),
+            tokio::spawn(driver.clone().fetch_loop()),
+            tokio::spawn(driver.clone().leader_loop()),
+        ];
+        for (id, addr, rx) in inboxes {
+            tasks.push(tokio::spawn(driver.clone().peer_loop(id, addr, rx)));
+        }
+        Ok((driver, tasks))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    fn jitter(&self, below: u64) -> u64 {
+        let mut x = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        // xorshift64: the driver's randomness (timer jitter only).
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x % below.max(1)
+    }
+
+    /// Performs the core's effects in order, then activates or deactivates the controller
+    /// and publishes the progress.
+    pub fn perform(&self, st: &mut State) {
+        loop {
+            let effects = st.core.take_effects();
+            if effects.is_empty() {
+                break;
+            }
+            for e in effects {
+                self.perform_one(st, e);
+            }
+        }
+        if st.core.is_leader() {
+            if st.controller.is_none() && st.core.high_watermark() >= st.log.log_end_offset() {
+                match replay(&st.log) {
+                    Ok(records) => {
+                        let n = records.len();
+                        st.controller = Some(Controller::replay(
+                            self.controller_config.clone(),
+                            records,
+                            now_ms(),
+                        ));
+                        tracing::info!(
+                            node = self.id,
+                            epoch = st.core.epoch(),
+                            records = n,
+                            "active controller: metadata log replayed"
+                        );
+                    }
+                    Err(e) => fatal("cannot replay the metadata log", e),
+                }
+            }
+        } else if st.controller.take().is_some() {
+            tracing::info!(
+                node = self.id,
+                epoch = st.core.epoch(),
+                "no longer the active controller"
+            );
+        }
+        self.progress.send_replace(Progress {
+            epoch: st.core.epoch(),
+            leader: st.core.leader(),
+            active: st.controller.is_some(),
+            high_watermark: st.core.high_watermark(),
+            log_end: st.log.log_end_offset(),
+        });
+    }
+
+    fn perform_one(&self, st: &mut State, effect: Effect) {
+        match effect {
+            Effect::PersistQuorumState(s) => {
+                let file = QuorumStateFile {
+                    leader_id: s.leader.unwrap_or(-1),
+                    leader_epoch: s.epoch,
+                    voted_id: s.voted_for.unwrap_or(-1),
+                    applied_offset: 0,
+                    current_voters: st
+                        .core
+                        .voters()
+                        .iter()
+                        .map(|&voter_id| VoterEntry { voter_id })
+                        .collect(),
+                    data_version: 0,
+                };
+                let bytes = serde_json::to_vec(&file).unwrap_or_default();
+                if let Err(e) = crate::storage::checkpoint::atomic_write(&self.state_path, &bytes) {
+                    fatal("cannot write the quorum state", e);
+                }
+            }
+            Effect::AppendLeaderChange { offset, epoch } => {
+                let record = MetadataRecord::LeaderChange {
+                    leader_id: self.id,
+                    leader_epoch: epoch,
+                };
+                let result = encode_batch(&[record], now_ms() as i64)
+                    .and_then(|b| Ok(st.log.append_as_leader(b, epoch)?));
+                match result {
+                    Ok(info) if info.first_offset == offset => {}
+                    Ok(info) => fatal(
+                        "the metadata log and the quorum disagree on offsets",
+                        format!("expected {offset}, got {}", info.first_offset),
+                    ),
+                    Err(e) => fatal("cannot append the LeaderChange record", e),
+                }
+                tracing::info!(node = self.id, epoch, "quorum leader elected");
+                st.core.flushed(st.log.log_end_offset());
+            }
+            Effect::Append(batches) => {
+                let mut bytes = BytesMut::new();
+                for b in &batches {
+                    bytes.extend_from_slice(&b.data);
+                }
+                if let Err(e) = st.log.append_as_follower(bytes.freeze()) {
+                    fatal("cannot append fetched metadata batches", e);
+                }
+                st.core.flushed(st.log.log_end_offset());
+            }
+            Effect::Truncate(to) => {
+                if let Err(e) = st.log.truncate_to(to) {
+                    fatal("cannot truncate the metadata log", e);
+                }
+                tracing::info!(
+                    node = self.id,
+                    to,
+                    "metadata log truncated (diverging epoch)"
+                );
+            }
+            Effect::Send(to, request) => {
+                if let Some((_, tx)) = self.outbox.iter().find(|(id, _)| *id == to) {
+                    let _ = tx.send(request);
+                }
+            }
+            Effect::HighWatermark(hw) => {
+                st.log.set_high_watermark(hw);
+            }
+            Effect::SetTimer(timer) => {
+                let e = self.election_timeout_ms;
+                st.deadline_ms = match timer {
+                    Timer::Off => None,
+                    Timer::Election => Some(now_ms() + e + self.jitter(e)),
+                    Timer::Fetch => Some(now_ms() + self.fetch_timeout_ms + self.jitter(e)),
+                    Timer::Backoff => Some(now_ms() + self.jitter(e / 2)),
+                };
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    /// Fires [`QuorumCore::timeout`] when the armed timer expires.
+    async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let deadline = self.lock().deadline_ms;
+            match deadline {
+                None => self.timer.notified().await,
+                Some(d) => {
+                    let now = now_ms();
+                    if now >= d {
+                        let mut st = self.lock();
+                        if st.deadline_ms.is_some_and(|d| now_ms() >= d) {
+                            st.deadline_ms = None;
+                            tracing::info!(node = self.id, role = ?st.core.role(), epoch = st.core.epoch(), "quorum timeout: standing for election");
+                            st.core.timeout();
+                            self.perform(&mut st);
+                        }
+                    } else {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(d - now)) => {}
+                            _ = self.timer.notified() => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The leader re-sends BeginQuorumEpoch to voters that have not fetched yet, and checks
+    /// every 1.5 fetch timeouts that a majority still fetches from it.
+    async fn leader_loop(self: Arc<Self>) {
+        let check_every = self.fetch_timeout_ms * 3 / 2;
+        let mut last_check = now_ms();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut st = self.lock();
+            if st.core.is_leader() {
+                st.core.send_begin_quorum_epoch();
+                if now_ms().saturating_sub(last_check) >= check_every {
+                    last_check = now_ms();
+                    st.core.check_quorum();
+                    if !st.core.is_leader() {
+                        tracing::warn!(
+                            node = self.id,
+                            epoch = st.core.epoch(),
+                            "no majority fetched within 1.5 fetch timeouts: resigning"
+                        );
+                    }
+                }
+                self.perform(&mut st);
+            }
+        }
+    }
+
+    /// Sends the core's requests to one peer over one connection, and hands the answers
+    /// back to the core. Only the latest queued request is sent: each supersedes the ones
+    /// before it (they are all about the current epoch).
+    async fn peer_loop(
+        self: Arc<Self>,
+        peer: ReplicaId,
+        addr: String,
+        mut rx: mpsc::UnboundedReceiver<Request>,
+    ) {
+        let mut conn: Option<Connection> = None;
+        let client_id = format!("controller-{}", self.id);
+        while let Some(mut request) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                request = newer;
+            }
+            if conn.is_none() {
+                match Connection::connect(&addr, &client_id, Duration::from_millis(500)).await {
+                    Ok(c) => conn = Some(c),
+                    Err(_) => continue,
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let (version, kind) = self.encode_request(request);
+            match c.send(version, kind, Duration::from_secs(2)).await {
+                Ok(resp) => {
+                    let mut st = self.lock();
+                    match (request, resp) {
+                        (Request::Vote(_), ResponseKind::Vote(r)) => {
+                            if let Some(v) = decode_vote_response(&r) {
+                                st.core.handle_vote_response(peer, v);
+                            }
+                        }
+                        (_, ResponseKind::BeginQuorumEpoch(r)) => {
+                            if let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) {
+                                st.core.handle_epoch_response(EpochResponse {
+                                    error_code: p.error_code,
+                                    epoch: p.leader_epoch,
+                                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+                                });
+                            }
+                        }
+                        (_, ResponseKind::EndQuorumEpoch(r)) => {
+                            if let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) {
+                                st.core.handle_epoch_response(EpochResponse {
+                                    error_code: p.error_code,
+                                    epoch: p.leader_epoch,
+                                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.perform(&mut st);
+                }
+                Err(e) => {
+                    tracing::debug!(peer, error = %e, "quorum request failed");
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    fn cluster_id(&self) -> Option<StrBytes> {
+        self.cluster_id.clone().map(StrBytes::from_string)
+    }
+
+    fn encode_request(&self, request: Request) -> (i16, RequestKind) {
+        match request {
+            Request::Vote(v) => (
+                0,
+                RequestKind::Vote(
+                    VoteRequest::default()
+                        .with_cluster_id(self.cluster_id())
+                        .with_topics(vec![vote_request::TopicData::default()
+                            .with_topic_name(metadata_topic())
+                            .with_partitions(vec![vote_request::PartitionData::default()
+                                .with_partition_index(0)
+                                .with_replica_epoch(v.candidate_epoch)
+                                .with_replica_id(BrokerId(v.candidate_id))
+                                .with_last_offset_epoch(v.last_epoch)
+                                .with_last_offset(v.end_offset)])]),
+                ),
+            ),
+            Request::BeginQuorumEpoch(r) => (
+                0,
+                RequestKind::BeginQuorumEpoch(
+                    BeginQuorumEpochRequest::default()
+                        .with_cluster_id(self.cluster_id())
+                        .with_topics(vec![begin_quorum_epoch_request::TopicData::default()
+                            .with_topic_name(metadata_topic())
+                            .with_partitions(vec![
+                                begin_quorum_epoch_request::PartitionData::default()
+                                    .with_partition_index(0)
+                                    .with_leader_id(BrokerId(r.leader_id))
+                                    .with_leader_epoch(r.leader_epoch),
+                            ])]),
+                ),
+            ),
+            Request::EndQuorumEpoch(r) => (
+                0,
+                RequestKind::EndQuorumEpoch(
+                    EndQuorumEpochRequest::default()
+                        .with_cluster_id(self.cluster_id())
+                        .with_topics(vec![end_quorum_epoch_request::TopicData::default()
+                            .with_topic_name(metadata_topic())
+                            .with_partitions(vec![
+                                end_quorum_epoch_request::PartitionData::default()
+                                    .with_partition_index(0)
+                                    .with_leader_id(BrokerId(r.leader_id))
+                                    .with_leader_epoch(r.leader_epoch),
+                            ])]),
+                ),
+            ),
+        }
+    }
+
+    /// The follower's fetcher: while the core follows a leader, fetch from it (long-polling
+    /// for half the fetch timeout) and hand the answers to the core.
+    async fn fetch_loop(self: Arc<Self>) {
+        let mut conn: Option<(ReplicaId, Connection)> = None;
+        let client_id = format!("controller-{}", self.id);
+        let mut progress = self.progress();
+        loop {
+            let next = self.lock().core.fetch_request();
+            let Some((leader, req)) = next else {
+                let _ = tokio::time::timeout(Duration::from_millis(100), progress.changed()).await;
+                continue;
+            };
+            if conn.as_ref().is_none_or(|(l, _)| *l != leader) {
+                conn = None;
+                let Some((_, addr)) = self.peers.iter().find(|(id, _)| *id == leader) else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                match Connection::connect(addr, &client_id, Duration::from_millis(500)).await {
+                    Ok(c) => conn = Some((leader, c)),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some((_, c)) = conn.as_mut() else {
+                continue;
+            };
+            let max_wait = (self.fetch_timeout_ms / 2) as i32;
+            let request = FetchRequest::default()
+                .with_replica_id(BrokerId(self.id))
+                .with_max_wait_ms(max_wait)
+                .with_min_bytes(1)
+                .with_max_bytes(8 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(metadata_topic())
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(req.epoch)
+                        .with_fetch_offset(req.fetch_offset)
+                        .with_last_fetched_epoch(req.last_fetched_epoch)
+                        .with_log_start_offset(-1)
+                        .with_partition_max_bytes(8 << 20)])]);
+            let timeout = Duration::from_millis(self.fetch_timeout_ms + 500);
+            match c.send(12, RequestKind::Fetch(request), timeout).await {
+                Ok(ResponseKind::Fetch(resp)) => {
+                    if let Some(r) = decode_fetch_response(resp, &req) {
+                        let failed = matches!(r.result, FetchResult::Error(_));
+                        {
+                            let mut st = self.lock();
+                            st.core.handle_fetch_response(r);
+                            self.perform(&mut st);
+                        }
+                        if failed {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    conn = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    // -------------------------------------------------------------------------------------
+    // Serving the quorum's requests
+
+    pub fn handle_vote(&self, req: &VoteRequest) -> VoteResponse {
+        let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
+            return VoteResponse::default().with_error_code(42);
+        };
+        let mut st = self.lock();
+        let r = st.core.handle_vote(quorum::VoteRequest {
+            candidate_epoch: p.replica_epoch,
+            candidate_id: p.replica_id.0,
+            last_epoch: p.last_offset_epoch,
+            end_offset: p.last_offset,
+        });
+        // The grant is durable before the answer leaves.
+        self.perform(&mut st);
+        VoteResponse::default().with_topics(vec![vote_response::TopicData::default()
+            .with_topic_name(metadata_topic())
+            .with_partitions(vec![vote_response::PartitionData::default()
+                .with_partition_index(0)
+                .with_error_code(r.error_code)
+                .with_leader_id(BrokerId(r.leader.unwrap_or(-1)))
+                .with_leader_epoch(r.epoch)
+                .with_vote_granted(r.vote_granted)])])
+    }
+
+    pub fn handle_begin_quorum_epoch(
+        &self,
+        req: &BeginQuorumEpochRequest,
+    ) -> BeginQuorumEpochResponse {
+        let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
+            return BeginQuorumEpochResponse::default().with_error_code(42);
+        };
+        let mut st = self.lock();
+        let r = st.core.handle_begin_quorum_epoch(EpochRequest {
+            leader_id: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+        });
+        self.perform(&mut st);
+        BeginQuorumEpochResponse::default().with_topics(vec![
+            begin_quorum_epoch_response::TopicData::default()
+                .with_topic_name(metadata_topic())
+                .with_partitions(vec![begin_quorum_epoch_response::PartitionData::default()
+                    .with_partition_index(0)
+                    .with_error_code(r.error_code)
+                    .with_leader_id(BrokerId(r.leader.unwrap_or(-1)))
+                    .with_leader_epoch(r.epoch)]),
+        ])
+    }
+
+    pub fn handle_end_quorum_epoch(&self, req: &EndQuorumEpochRequest) -> EndQuorumEpochResponse {
+        let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
+            return EndQuorumEpochResponse::default().with_error_code(42);
+        };
+        let mut st = self.lock();
+        let r = st.core.handle_end_quorum_epoch(EpochRequest {
+            leader_id: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+        });
+        self.perform(&mut st);
+        EndQuorumEpochResponse::default().with_topics(vec![
+            end_quorum_epoch_response::TopicData::default()
+                .with_topic_name(metadata_topic())
+                .with_partitions(vec![end_quorum_epoch_response::PartitionData::default()
+                    .with_partition_index(0)
+                    .with_error_code(r.error_code)
+                    .with_leader_id(BrokerId(r.leader.unwrap_or(-1)))
+                    .with_leader_epoch(r.epoch)]),
+        ])
+    }
+
+    /// DescribeQuorum (KIP-595): the leader, its epoch and high watermark, and each voter's
+    /// log end offset as the leader knows it; NOT_LEADER_OR_FOLLOWER from other voters.
+    pub fn describe_quorum(&self) -> DescribeQuorumResponse {
+        let st = self.lock();
+        let mut p = describe_quorum_response::PartitionData::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(st.core.leader().unwrap_or(-1)))
+            .with_leader_epoch(st.core.epoch())
+            .with_high_watermark(st.core.high_watermark());
+        if st.core.role() == Role::Leader {
+            p.current_voters = st
+                .core
+                .voter_end_offsets()
+                .into_iter()
+                .map(|(id, end)| {
+                    describe_quorum_response::ReplicaState::default()
+                        .with_replica_id(BrokerId(id))
+                        .with_log_end_offset(end)
+                })
+                .collect();
+        } else {
+            p.error_code = codes::NOT_LEADER_OR_FOLLOWER;
+        }
+        DescribeQuorumResponse::default().with_topics(vec![
+            describe_quorum_response::TopicData::default()
+                .with_topic_name(metadata_topic())
+                .with_partitions(vec![p]),
+        ])
+    }
+
+    /// Fetch of `__cluster_metadata` from a voter (`ReplicaId` = its id) or an observer
+    /// (a broker): the core decides, the log supplies the records; an answer with nothing
+    /// to send waits up to `MaxWaitMs` for the log or the high watermark to move.
+    pub async fn fetch(&self, req: FetchRequest) -> FetchResponse {
+        let mut resp = FetchResponse::default();
+        let Some((topic, part)) = req
+            .topics
+            .first()
+            .and_then(|t| Some((t, t.partitions.first()?)))
+        else {
+            resp.error_code = 42;
+            return resp;
+        };
+        let mut pd = PartitionData::default()
+            .with_partition_index(part.partition)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1);
+        if topic.topic.0.as_str() != METADATA_TOPIC || part.partition != 0 {
+            pd.error_code = 3; // UNKNOWN_TOPIC_OR_PARTITION
+        } else {
+            let request = quorum::FetchRequest {
+                replica_id: req.replica_id.0,
+                epoch: part.current_leader_epoch,
+                fetch_offset: part.fetch_offset,
+                last_fetched_epoch: part.last_fetched_epoch,
+            };
+            let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, 10_000) as u64);
+            let deadline = tokio::time::Instant::now() + max_wait;
+            let mut progress = self.progress();
+            loop {
+                progress.borrow_and_update();
+                let (answer, records) = {
+                    let mut st = self.lock();
+                    let answer = st.core.handle_fetch(request);
+                    self.perform(&mut st);
+                    let records = match answer {
+                        FetchAnswer::Records {
+                            from_offset, up_to, ..
+                        } if from_offset < up_to => {
+                            match st
+                                .log
+                                .read(from_offset, part.partition_max_bytes.max(1) as usize)
+                            {
+                                Ok(bytes) => Ok(cut_at(bytes, up_to)),
+                                Err(e) => Err(e.kafka_error_code()),
+                            }
+                        }
+                        _ => Ok(Bytes::new()),
+                    };
+                    (answer, records)
+                };
+                let empty = matches!(records, Ok(ref b) if b.is_empty());
+                let waiting = matches!(answer, FetchAnswer::Records { .. })
+                    && empty
+                    && tokio::time::Instant::now() < deadline;
+                if waiting
+                    && tokio::time::timeout_at(deadline, progress.changed())
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                {
+                    continue;
+                }
+                fill_fetch_partition(&mut pd, answer, records);
+                break;
+            }
+        }
+        resp.responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(vec![pd]),
+        );
+        resp
+    }
+
+    /// Runs one controller operation on the active controller, appends its records through
+    /// the quorum as one batch, and returns once the high watermark has passed them.
+    pub async fn commit<T>(&self, op: impl FnOnce(&mut Controller) -> T) -> Result<T, NotActive> {
+        let (out, end, epoch) = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let Some(c) = st.controller.as_mut() else {
+                return Err(NotActive);
+            };
+            let out = op(c);
+            let records = c.drain_records();
+            let Some(&(first, _)) = records.first() else {
+                return Ok(out);
+            };
+            let (base, epoch) = st
+                .core
+                .append(records.len() as i64)
+                .map_err(|_| NotActive)?;
+            if base != first {
+                fatal(
+                    "the controller and the metadata log disagree on offsets",
+                    format!("controller {first}, log {base}"),
+                );
+            }
+            let values: Vec<MetadataRecord> = records.into_iter().map(|(_, r)| r).collect();
+            let result = encode_batch(&values, now_ms() as i64)
+                .and_then(|batch| Ok(st.log.append_as_leader(batch, epoch)?));
+            if let Err(e) = result {
+                fatal("cannot write the metadata log", e);
+            }
+            let end = st.log.log_end_offset();
+            st.core.flushed(end);
+            self.perform(st);
+            (out, end, epoch)
+        };
+        let mut rx = self.progress();
+        let done = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|p| p.high_watermark >= end || p.epoch != epoch || !p.active),
+        )
+        .await;
+        match done {
+            Ok(Ok(p)) if p.high_watermark >= end && p.epoch == epoch => Ok(out),
+            _ => Err(NotActive),
+        }
+    }
+
+    /// Clean shutdown: the leader resigns and tells the other voters (EndQuorumEpoch).
+    /// Returns whether it was the leader.
+    pub fn resign(&self) -> bool {
+        let mut st = self.lock();
+        let was_leader = st.core.is_leader();
+        st.core.resign();
+        self.perform(&mut st);
+        was_leader
+    }
+
+    /// A copy of the active controller (for validate-only requests and lookups).
+    pub fn controller_snapshot(&self) -> Result<Controller, NotActive> {
+        self.lock().controller.clone().ok_or(NotActive)
+    }
+}
+
+fn fill_fetch_partition(pd: &mut PartitionData, answer: FetchAnswer, records: Result<Bytes, i16>) {
+    match answer {
+        FetchAnswer::Records {
+            epoch,
+            leader,
+            high_watermark,
+            ..
+        } => {
+            pd.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch);
+            pd.high_watermark = high_watermark;
+            pd.last_stable_offset = high_watermark;
+            pd.log_start_offset = 0;
+            match records {
+                Ok(bytes) => pd.records = Some(bytes),
+                Err(code) => pd.error_code = code,
+            }
+        }
+        FetchAnswer::DivergingEpoch {
+            epoch,
+            leader,
+            high_watermark,
+            diverging_epoch,
+            end_offset,
+        } => {
+            pd.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch);
+            pd.high_watermark = high_watermark;
+            pd.diverging_epoch = EpochEndOffset::default()
+                .with_epoch(diverging_epoch)
+                .with_end_offset(end_offset);
+        }
+        FetchAnswer::Error {
+            code,
+            epoch,
+            leader,
+        } => {
+            pd.error_code = code;
+            pd.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
+                .with_leader_epoch(epoch);
+        }
+    }
+}
+
+fn decode_vote_response(r: &VoteResponse) -> Option<quorum::VoteResponse> {
+    let p = r.topics.first()?.partitions.first()?;
+    Some(quorum::VoteResponse {
+        error_code: p.error_code,
+        epoch: p.leader_epoch,
+        leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+        vote_granted: p.vote_granted,
+    })
+}
+
+/// A voter's Fetch response as the core reads it.
+fn decode_fetch_response(
+    resp: FetchResponse,
+    req: &quorum::FetchRequest,
+) -> Option<quorum::FetchResponse> {
+    let p = resp
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()?;
+    let leader = (p.current_leader.leader_id.0 >= 0).then_some(p.current_leader.leader_id.0);
+    let result = if p.error_code != 0 {
+        FetchResult::Error(p.error_code)
+    } else if p.diverging_epoch.end_offset >= 0 {
+        FetchResult::DivergingEpoch {
+            epoch: p.diverging_epoch.epoch,
+            end_offset: p.diverging_epoch.end_offset,
+        }
+    } else {
+        FetchResult::Records(p.records.as_ref().map(split_batches).unwrap_or_default())
+    };
+    Some(quorum::FetchResponse {
+        fetch_offset: req.fetch_offset,
+        last_fetched_epoch: req.last_fetched_epoch,
+        epoch: p.current_leader.leader_epoch,
+        leader,
+        high_watermark: p.high_watermark,
+        result,
+    })
+}
+
+/// Every record of the metadata log, with its offset (what a new active controller
+/// replays).
+fn replay(log: &PartitionLog) -> anyhow::Result<Vec<(i64, MetadataRecord)>> {
+    let mut records = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let bytes = log.read(offset, 4 << 20)?;
+        if bytes.is_empty() {
+            break;
+        }
+        let batch = decode_batches(bytes)?;
+        let Some(&(last, _)) = batch.last() else {
+            break;
+        };
+        offset = last + 1;
+        records.extend(
+            batch
+                .into_iter()
+                .filter(|(o, _)| *o >= log.log_start_offset()),
+        );
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(records: usize, base: i64, epoch: i32) -> Bytes {
+        let recs: Vec<MetadataRecord> = (0..records)
+            .map(|i| MetadataRecord::LeaderChange {
+                leader_id: i as i32,
+                leader_epoch: epoch,
+            })
+            .collect();
+        let mut b = encode_batch(&recs, 0).expect("encodes");
+        b[0..8].copy_from_slice(&base.to_be_bytes());
+        b[12..16].copy_from_slice(&epoch.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn fetched_bytes_split_into_batches_and_cut_at_the_high_watermark() {
+        let mut all = BytesMut::new();
+        all.extend_from_slice(&batch_of(2, 0, 1));
+        all.extend_from_slice(&batch_of(1, 2, 1));
+        all.extend_from_slice(&batch_of(3, 3, 2));
+        let all = all.freeze();
+        let batches = split_batches(&all);
+        let spans: Vec<(i64, i64, i32)> = batches
+            .iter()
+            .map(|b| (b.base_offset, b.last_offset, b.epoch))
+            .collect();
+        assert_eq!(spans, vec![(0, 1, 1), (2, 2, 1), (3, 5, 2)]);
+        // Observers read below the high watermark only, in whole batches.
+        assert_eq!(split_batches(&cut_at(all.clone(), 3)).len(), 2);
+        assert_eq!(split_batches(&cut_at(all.clone(), 2)).len(), 1);
+        assert!(cut_at(all.clone(), 0).is_empty());
+        assert_eq!(cut_at(all.clone(), 6), all);
+        // A torn tail is not a batch.
+        assert_eq!(split_batches(&all.slice(..all.len() - 1)).len(), 2);
+    }
+
+    #[test]
+    fn the_quorum_state_file_round_trips_and_bad_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quorum-state");
+        assert_eq!(read_quorum_state(&path).unwrap(), QuorumState::default());
+        let file = QuorumStateFile {
+            leader_id: 2,
+            leader_epoch: 7,
+            voted_id: 3,
+            applied_offset: 0,
+            current_voters: vec![VoterEntry { voter_id: 1 }],
+            data_version: 0,
+        };
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        assert_eq!(
+            read_quorum_state(&path).unwrap(),
+            QuorumState {
+                epoch: 7,
+                voted_for: Some(3),
+                leader: Some(2)
+            }
+        );
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = read_quorum_state(&path).unwrap_err().to_string();
+        assert!(err.contains("malformed quorum state"), "{err}");
+    }
+}

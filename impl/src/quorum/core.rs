@@ -1,0 +1,805 @@
+//! The KRaft voter as a deterministic state machine, step for step the model's
+//! (`model/src/kraft/model.rs`): `timeout`, `handle_vote`, `become_leader`,
+//! `handle_begin_quorum_epoch`, `append`, `fetch_request`/`handle_fetch`,
+//! `handle_fetch_response`, `resign`, and `restart` after a crash.
+//!
+//! The core does no I/O and reads no clock. Every call may queue [`Effect`]s, which the
+//! driver takes with [`QuorumCore::take_effects`] and performs in order, before answering
+//! the request that caused them: persisting the quorum state comes before any message that
+//! depends on it (a vote must be durable before it is granted), appending and truncating the
+//! local log, sending requests to other voters, arming the one timer, and publishing the
+//! high watermark. Randomness stays outside too: the driver draws each timer's jitter.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::log::LogSummary;
+
+/// A voter's (or observer's) id: `node.id`.
+pub type ReplicaId = i32;
+
+/// Kafka error codes the quorum answers with.
+pub mod codes {
+    /// The replica is not the leader (or knows none): retry on the leader it names.
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    /// The request's epoch is older than the receiver's.
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    /// The request's epoch is newer than the receiver's.
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    /// The sender is not one of `controller.quorum.voters`.
+    pub const INCONSISTENT_VOTER_SET: i16 = 94;
+}
+
+/// A voter's state as KIP-595 (and the model's `Role`) names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// In an epoch with no known leader and no vote cast.
+    Unattached,
+    /// Voted for another voter in its epoch, no leader known.
+    Voted,
+    /// Started an election in its epoch and voted for itself.
+    Candidate,
+    Leader,
+    /// Knows the leader of its epoch and fetches from it.
+    Follower,
+    /// Was the leader of its epoch and gave it up, or restarted as its leader.
+    Resigned,
+}
+
+/// The durable quorum state (Kafka's `quorum-state` file): persisted before any message
+/// that depends on it leaves the voter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumState {
+    pub epoch: i32,
+    pub voted_for: Option<ReplicaId>,
+    pub leader: Option<ReplicaId>,
+}
+
+/// The one timer a voter runs; the driver draws the jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Not the leader and not following one: start an election when it fires
+    /// (`controller.quorum.election.timeout.ms` plus jitter).
+    Election,
+    /// Following a leader: the leader is presumed gone when no Fetch succeeds in
+    /// `controller.quorum.fetch.timeout.ms`.
+    Fetch,
+    /// The leader resigned (EndQuorumEpoch) or the quorum is this voter alone: elect soon,
+    /// after a short random backoff so that voters do not all stand at once.
+    Backoff,
+    /// The leader runs no timer.
+    Off,
+}
+
+/// Vote (KIP-595): a candidate asks for a voter's vote in `candidate_epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteRequest {
+    pub candidate_epoch: i32,
+    pub candidate_id: ReplicaId,
+    /// The epoch of the candidate's last entry (Kafka's `LastOffsetEpoch`).
+    pub last_epoch: i32,
+    /// The candidate's log end offset (Kafka's `LastOffset`).
+    pub end_offset: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteResponse {
+    pub error_code: i16,
+    pub epoch: i32,
+    pub leader: Option<ReplicaId>,
+    pub vote_granted: bool,
+}
+
+/// BeginQuorumEpoch and EndQuorumEpoch carry the same two fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochRequest {
+    pub leader_id: ReplicaId,
+    pub leader_epoch: i32,
+}
+
+/// The answer to BeginQuorumEpoch / EndQuorumEpoch: the receiver's epoch and leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochResponse {
+    pub error_code: i16,
+    pub epoch: i32,
+    pub leader: Option<ReplicaId>,
+}
+
+/// A request the core sends to another voter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Vote(VoteRequest),
+    BeginQuorumEpoch(EpochRequest),
+    EndQuorumEpoch(EpochRequest),
+}
+
+/// A Fetch of the metadata log by a follower (a voter) or an observer (a broker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The fetching replica; negative or not a voter: an observer.
+    pub replica_id: ReplicaId,
+    /// The epoch the fetcher believes current (Kafka's `CurrentLeaderEpoch`).
+    pub epoch: i32,
+    /// The fetcher's log end offset.
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+}
+
+/// The leader's decision on a Fetch; the driver reads `[from_offset, up_to)` from its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchAnswer {
+    Records {
+        epoch: i32,
+        leader: ReplicaId,
+        high_watermark: i64,
+        from_offset: i64,
+        /// Voters read to the log end; observers only to the high watermark.
+        up_to: i64,
+    },
+    /// The fetch offset and last fetched epoch are not in the leader's log: the largest
+    /// epoch the leader has at most the last fetched epoch, and its end offset.
+    DivergingEpoch {
+        epoch: i32,
+        leader: ReplicaId,
+        high_watermark: i64,
+        diverging_epoch: i32,
+        end_offset: i64,
+    },
+    Error {
+        code: i16,
+        epoch: i32,
+        leader: Option<ReplicaId>,
+    },
+}
+
+/// One record batch of the metadata log, as fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub epoch: i32,
+    pub data: Bytes,
+}
+
+/// What a Fetch response carried, as the follower reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchResult {
+    Records(Vec<Batch>),
+    DivergingEpoch { epoch: i32, end_offset: i64 },
+    Error(i16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchResponse {
+    /// The fetch offset and last fetched epoch of the request this answers (the driver
+    /// knows what it sent): an answer to a log the follower no longer has is stale.
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+    pub epoch: i32,
+    pub leader: Option<ReplicaId>,
+    pub high_watermark: i64,
+    pub result: FetchResult,
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Write and fsync the quorum-state file.
+    PersistQuorumState(QuorumState),
+    /// Append the LeaderChange control record of `epoch` at `offset` (a new leader's first
+    /// entry), and report the flush with [`QuorumCore::flushed`].
+    AppendLeaderChange { offset: i64, epoch: i32 },
+    /// Append these batches (fetched from the leader) at the log end, then report the flush.
+    Append(Vec<Batch>),
+    /// Cut the log to end at this offset.
+    Truncate(i64),
+    /// Send a request to another voter; its response goes back to the core.
+    Send(ReplicaId, Request),
+    /// Entries below this offset are committed: apply them.
+    HighWatermark(i64),
+    /// (Re)arm the timer; [`QuorumCore::timeout`] when it fires.
+    SetTimer(Timer),
+}
+
+/// The leader is someone else, or no one: the caller must go to the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotLeader {
+    pub epoch: i32,
+    pub leader: Option<ReplicaId>,
+}
+
+/// One voter of the KRaft quorum.
+#[derive(Clone, Debug)]
+pub struct QuorumCore {
+    id: ReplicaId,
+    voters: Vec<ReplicaId>,
+    role: Role,
+    /// Durable: the current epoch.
+    epoch: i32,
+    /// Durable: the voter this one voted for in `epoch`.
+    voted_for: Option<ReplicaId>,
+    /// Durable: the leader of `epoch` this voter knows.
+    leader: Option<ReplicaId>,
+    log: LogSummary,
+    /// Volatile: offsets below it are committed (as far as this voter knows).
+    high_watermark: i64,
+    /// Candidate only: the voters that granted their vote.
+    votes: Vec<ReplicaId>,
+    /// Leader only: each voter's end offset as its last valid Fetch told.
+    end_offsets: Vec<(ReplicaId, i64)>,
+    /// Leader only: the voters that fetched since the last [`QuorumCore::check_quorum`],
+    /// and whether a check has opened the first interval yet.
+    fetched_since_check: Vec<ReplicaId>,
+    quorum_checked: bool,
+    effects: Vec<Effect>,
+}
+
+impl QuorumCore {
+    /// A voter starting (or restarting after a crash) from its durable quorum state and its
+    /// log. The role follows from the quorum state, as the model's `Restart`: the leader of
+    /// the epoch resigns, a voter that knows the leader follows it, one that voted for
+    /// itself is a candidate again, one that voted for another stays voted.
+    pub fn restart(
+        id: ReplicaId,
+        voters: Vec<ReplicaId>,
+        state: QuorumState,
+        log: LogSummary,
+    ) -> QuorumCore {
+        let role = match (state.leader, state.voted_for) {
+            (Some(l), _) if l == id => Role::Resigned,
+            (Some(_), _) => Role::Follower,
+            (None, Some(v)) if v == id => Role::Candidate,
+            (None, Some(_)) => Role::Voted,
+            (None, None) => Role::Unattached,
+        };
+        let mut core = QuorumCore {
+            id,
+            voters,
+            role,
+            epoch: state.epoch,
+            voted_for: state.voted_for,
+            leader: state.leader,
+            log,
+            high_watermark: 0,
+            votes: if role == Role::Candidate {
+                vec![id]
+            } else {
+                Vec::new()
+            },
+            end_offsets: Vec::new(),
+            fetched_since_check: Vec::new(),
+            quorum_checked: false,
+            effects: Vec::new(),
+        };
+        let timer = if core.voters == [id] {
+            Timer::Backoff
+        } else if role == Role::Follower {
+            Timer::Fetch
+        } else {
+            Timer::Election
+        };
+        core.effects.push(Effect::SetTimer(timer));
+        core
+    }
+
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    pub fn voters(&self) -> &[ReplicaId] {
+        &self.voters
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.epoch
+    }
+
+    pub fn voted_for(&self) -> Option<ReplicaId> {
+        self.voted_for
+    }
+
+    pub fn leader(&self) -> Option<ReplicaId> {
+        self.leader
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    pub fn log(&self) -> &LogSummary {
+        &self.log
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// Leader only: each voter's end offset (the leader's own: what it has flushed).
+    pub fn voter_end_offsets(&self) -> Vec<(ReplicaId, i64)> {
+        self.voters
+            .iter()
+            .map(|&v| (v, self.end_offset_of(v)))
+            .collect()
+    }
+
+    pub fn quorum_state(&self) -> QuorumState {
+        QuorumState {
+            epoch: self.epoch,
+            voted_for: self.voted_for,
+            leader: self.leader,
+        }
+    }
+
+    /// The effects queued since the last call, in the order they must be performed.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn is_voter(&self, id: ReplicaId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    fn persist(&mut self) {
+        let state = self.quorum_state();
+        self.effects.push(Effect::PersistQuorumState(state));
+    }
+
+    fn not_leader(&self) -> NotLeader {
+        NotLeader {
+            epoch: self.epoch,
+            leader: self.leader,
+        }
+    }
+
+    /// Moves to a new epoch, unattached: no vote, no leader, no candidate or leader
+    /// bookkeeping (the model's `enter_epoch`). The caller persists.
+    fn enter_epoch(&mut self, epoch: i32) {
+        self.epoch = epoch;
+        self.role = Role::Unattached;
+        self.voted_for = None;
+        self.leader = None;
+        self.votes.clear();
+        self.end_offsets.clear();
+    }
+
+    /// Learned of a later epoch from a response or request; follows its leader when named.
+    fn observe_epoch(&mut self, epoch: i32, leader: Option<ReplicaId>) {
+        if epoch < self.epoch || (epoch == self.epoch && self.leader.is_some()) {
+            return;
+        }
+        if epoch > self.epoch {
+            self.enter_epoch(epoch);
+        }
+        match leader.filter(|&l| l != self.id && self.is_voter(l)) {
+            Some(l) => self.become_follower(l),
+            None => {
+                self.persist();
+                self.effects.push(Effect::SetTimer(Timer::Election));
+            }
+        }
+    }
+
+    fn become_follower(&mut self, leader: ReplicaId) {
+        self.role = Role::Follower;
+        self.leader = Some(leader);
+        self.votes.clear();
+        self.end_offsets.clear();
+        self.persist();
+        self.effects.push(Effect::SetTimer(Timer::Fetch));
+    }
+
+    /// Timeout: a voter that is not the leader starts an election in the next epoch, voting
+    /// for itself; with a quorum of one it is elected at once.
+    pub fn timeout(&mut self) {
+        if self.role == Role::Leader || !self.is_voter(self.id) {
+            return;
+        }
+        self.enter_epoch(self.epoch + 1);
+        self.role = Role::Candidate;
+        self.voted_for = Some(self.id);
+        self.votes = vec![self.id];
+        self.persist();
+        self.effects.push(Effect::SetTimer(Timer::Election));
+        let request = VoteRequest {
+            candidate_epoch: self.epoch,
+            candidate_id: self.id,
+            last_epoch: self.log.last_epoch(),
+            end_offset: self.log.end_offset(),
+        };
+        for v in self.voters.clone() {
+            if v != self.id {
+                self.effects.push(Effect::Send(v, Request::Vote(request)));
+            }
+        }
+        self.become_leader();
+    }
+
+    /// Whether a candidate's log, given by its last epoch and end offset, is at least as up
+    /// to date as this voter's (compare last epochs, then end offsets).
+    pub fn log_up_to_date(&self, last_epoch: i32, end_offset: i64) -> bool {
+        (last_epoch, end_offset) >= (self.log.last_epoch(), self.log.end_offset())
+    }
+
+    /// HandleVote: a voter seeing a higher epoch moves to it (a leader steps down). It
+    /// grants its vote iff it has not voted for another voter in that epoch, knows no leader
+    /// of it, and the candidate's log is at least as up to date as its own. The grant is
+    /// persisted (an effect queued before the caller answers).
+    pub fn handle_vote(&mut self, req: VoteRequest) -> VoteResponse {
+        if !self.is_voter(req.candidate_id) {
+            return self.vote_response(codes::INCONSISTENT_VOTER_SET, false);
+        }
+        if req.candidate_epoch < self.epoch {
+            return self.vote_response(codes::FENCED_LEADER_EPOCH, false);
+        }
+        if req.candidate_epoch > self.epoch {
+            self.enter_epoch(req.candidate_epoch);
+            self.persist();
+            self.effects.push(Effect::SetTimer(Timer::Election));
+        }
+        let may_vote = match self.role {
+            Role::Unattached => true,
+            Role::Voted => self.voted_for == Some(req.candidate_id),
+            _ => false,
+        };
+        let granted = may_vote && self.log_up_to_date(req.last_epoch, req.end_offset);
+        if granted && self.role == Role::Unattached {
+            self.role = Role::Voted;
+            self.voted_for = Some(req.candidate_id);
+            self.persist();
+            self.effects.push(Effect::SetTimer(Timer::Election));
+        }
+        self.vote_response(0, granted)
+    }
+
+    fn vote_response(&self, error_code: i16, vote_granted: bool) -> VoteResponse {
+        VoteResponse {
+            error_code,
+            epoch: self.epoch,
+            leader: self.leader,
+            vote_granted,
+        }
+    }
+
+    /// A candidate counts a vote, and becomes leader on a majority.
+    pub fn handle_vote_response(&mut self, from: ReplicaId, resp: VoteResponse) {
+        if resp.epoch > self.epoch {
+            self.observe_epoch(resp.epoch, resp.leader);
+            return;
+        }
+        if self.role != Role::Candidate
+            || resp.epoch != self.epoch
+            || !resp.vote_granted
+            || !self.is_voter(from)
+            || self.votes.contains(&from)
+        {
+            return;
+        }
+        self.votes.push(from);
+        self.become_leader();
+    }
+
+    /// BecomeLeader: a candidate granted votes by a majority leads its epoch, and appends a
+    /// LeaderChange control record so that an entry of its epoch can commit (KIP-595).
+    /// BeginQuorumEpoch goes to every other voter.
+    pub fn become_leader(&mut self) {
+        if self.role != Role::Candidate || self.votes.len() < self.majority() {
+            return;
+        }
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.votes.clear();
+        self.end_offsets.clear();
+        self.fetched_since_check.clear();
+        self.quorum_checked = false;
+        self.persist();
+        self.effects.push(Effect::SetTimer(Timer::Off));
+        let offset = self.log.end_offset();
+        self.log.append(self.epoch, 1);
+        self.effects.push(Effect::AppendLeaderChange {
+            offset,
+            epoch: self.epoch,
+        });
+        self.send_begin_quorum_epoch();
+    }
+
+    /// Leader: (re)sends BeginQuorumEpoch to every voter that has not fetched in this epoch
+    /// (the driver calls this periodically, so a voter that was down learns the leader).
+    pub fn send_begin_quorum_epoch(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let req = EpochRequest {
+            leader_id: self.id,
+            leader_epoch: self.epoch,
+        };
+        for v in self.voters.clone() {
+            if v != self.id && !self.end_offsets.iter().any(|&(r, _)| r == v) {
+                self.effects
+                    .push(Effect::Send(v, Request::BeginQuorumEpoch(req)));
+            }
+        }
+    }
+
+    /// BeginQuorumEpoch: a voter in the leader's epoch or an earlier one follows the leader.
+    pub fn handle_begin_quorum_epoch(&mut self, req: EpochRequest) -> EpochResponse {
+        if !self.is_voter(req.leader_id) {
+            return self.epoch_response(codes::INCONSISTENT_VOTER_SET);
+        }
+        if req.leader_epoch < self.epoch {
+            return self.epoch_response(codes::FENCED_LEADER_EPOCH);
+        }
+        if req.leader_epoch == self.epoch && self.role == Role::Follower {
+            return self.epoch_response(0);
+        }
+        if req.leader_epoch == self.epoch && self.role == Role::Leader {
+            // Two leaders of one epoch cannot be; refuse rather than follow.
+            return self.epoch_response(codes::INCONSISTENT_VOTER_SET);
+        }
+        if req.leader_epoch > self.epoch {
+            self.enter_epoch(req.leader_epoch);
+        }
+        self.become_follower(req.leader_id);
+        self.epoch_response(0)
+    }
+
+    /// EndQuorumEpoch: the leader of this epoch resigned; stand for election after a short
+    /// backoff instead of waiting for the fetch timeout.
+    pub fn handle_end_quorum_epoch(&mut self, req: EpochRequest) -> EpochResponse {
+        if req.leader_epoch > self.epoch {
+            self.observe_epoch(req.leader_epoch, None);
+        }
+        if req.leader_epoch == self.epoch
+            && self.leader == Some(req.leader_id)
+            && self.role == Role::Follower
+        {
+            self.effects.push(Effect::SetTimer(Timer::Backoff));
+        }
+        self.epoch_response(0)
+    }
+
+    /// Responses to BeginQuorumEpoch / EndQuorumEpoch only teach epochs.
+    pub fn handle_epoch_response(&mut self, resp: EpochResponse) {
+        if resp.epoch > self.epoch {
+            self.observe_epoch(resp.epoch, resp.leader);
+        }
+    }
+
+    fn epoch_response(&self, error_code: i16) -> EpochResponse {
+        EpochResponse {
+            error_code,
+            epoch: self.epoch,
+            leader: self.leader,
+        }
+    }
+
+    /// Append: the leader appends `count` metadata records (one batch) and returns the
+    /// offset of the first and the epoch to stamp on the batch. The driver writes them
+    /// at once and reports the flush.
+    pub fn append(&mut self, count: i64) -> Result<(i64, i32), NotLeader> {
+        if self.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let base = self.log.end_offset();
+        self.log.append(self.epoch, count);
+        Ok((base, self.epoch))
+    }
+
+    /// The driver flushed the log up to `offset`; the leader counts its flushed offset in
+    /// the high watermark.
+    pub fn flushed(&mut self, offset: i64) {
+        self.log.flush(offset);
+        if self.role == Role::Leader {
+            self.advance_high_watermark();
+        }
+    }
+
+    /// Fetch, the follower's half: what to ask the leader for (its log end offset and last
+    /// fetched epoch), or `None` when it follows no one.
+    ///
+    /// The fetch offset counts towards the leader's high watermark, so it must be durable:
+    /// a voter that still holds an unflushed tail (from its own time as leader) must flush
+    /// before it fetches (the driver fsyncs every append, so this never waits there).
+    pub fn fetch_request(&self) -> Option<(ReplicaId, FetchRequest)> {
+        if self.role != Role::Follower || self.log.flushed() < self.log.end_offset() {
+            return None;
+        }
+        Some((
+            self.leader?,
+            FetchRequest {
+                replica_id: self.id,
+                epoch: self.epoch,
+                fetch_offset: self.log.end_offset(),
+                last_fetched_epoch: self.log.last_epoch(),
+            },
+        ))
+    }
+
+    /// Fetch, the leader's half: a diverging epoch when the fetch offset and last fetched
+    /// epoch are not in its log; otherwise it records a voter's end offset, advances the
+    /// high watermark, and answers with the entries from the fetch offset on (to its log
+    /// end for a voter, to the high watermark for an observer).
+    pub fn handle_fetch(&mut self, req: FetchRequest) -> FetchAnswer {
+        let error = |core: &Self, code| FetchAnswer::Error {
+            code,
+            epoch: core.epoch,
+            leader: core.leader,
+        };
+        if self.role != Role::Leader {
+            return error(self, codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        let voter = self.is_voter(req.replica_id) && req.replica_id != self.id;
+        if voter && req.epoch < self.epoch {
+            return error(self, codes::FENCED_LEADER_EPOCH);
+        }
+        if req.epoch > self.epoch {
+            return error(self, codes::UNKNOWN_LEADER_EPOCH);
+        }
+        let (epoch, end_offset) = self.log.end_offset_for_epoch(req.last_fetched_epoch);
+        // Observers (brokers) read only committed records, which never diverge; they send
+        // no last fetched epoch.
+        let checked = voter || req.last_fetched_epoch >= 0;
+        if checked
+            && req.fetch_offset > 0
+            && (epoch != req.last_fetched_epoch || end_offset < req.fetch_offset)
+        {
+            return FetchAnswer::DivergingEpoch {
+                epoch: self.epoch,
+                leader: self.id,
+                high_watermark: self.high_watermark,
+                diverging_epoch: epoch,
+                end_offset,
+            };
+        }
+        if voter {
+            if !self.fetched_since_check.contains(&req.replica_id) {
+                self.fetched_since_check.push(req.replica_id);
+            }
+            match self
+                .end_offsets
+                .iter_mut()
+                .find(|(r, _)| *r == req.replica_id)
+            {
+                Some((_, o)) => *o = req.fetch_offset,
+                None => self.end_offsets.push((req.replica_id, req.fetch_offset)),
+            }
+            self.advance_high_watermark();
+        }
+        FetchAnswer::Records {
+            epoch: self.epoch,
+            leader: self.id,
+            high_watermark: self.high_watermark,
+            from_offset: req.fetch_offset,
+            up_to: if voter {
+                self.log.end_offset()
+            } else {
+                self.high_watermark
+            },
+        }
+    }
+
+    /// HandleFetchResponse: on a diverging epoch the follower truncates to the smaller of
+    /// the leader's end offset for that epoch and its own; otherwise it appends the batches
+    /// that continue its log and takes the leader's high watermark, bounded by its log end.
+    pub fn handle_fetch_response(&mut self, resp: FetchResponse) {
+        if resp.epoch > self.epoch {
+            self.observe_epoch(resp.epoch, resp.leader);
+        }
+        if self.role != Role::Follower || resp.epoch != self.epoch || resp.leader != self.leader {
+            return;
+        }
+        // The model keeps one Fetch in flight, so the log cannot change under it; here a
+        // late answer (a duplicate, or one overtaken by a reconnect) is recognised by the
+        // log it was asked for, and dropped. Applying it could truncate entries the leader
+        // has already counted towards its high watermark.
+        if (resp.fetch_offset, resp.last_fetched_epoch)
+            != (self.log.end_offset(), self.log.last_epoch())
+        {
+            return;
+        }
+        match resp.result {
+            FetchResult::Error(_) => return,
+            FetchResult::DivergingEpoch { epoch, end_offset } => {
+                let (_, own_end) = self.log.end_offset_for_epoch(epoch);
+                let to = end_offset.min(own_end).max(0);
+                self.log.truncate(to);
+                self.effects.push(Effect::Truncate(to));
+                self.high_watermark = self.high_watermark.min(to);
+            }
+            FetchResult::Records(batches) => {
+                let mut accepted = Vec::new();
+                for b in batches {
+                    if b.base_offset < self.log.end_offset() {
+                        continue;
+                    }
+                    if b.base_offset != self.log.end_offset() || b.last_offset < b.base_offset {
+                        break;
+                    }
+                    self.log.append(b.epoch, b.last_offset - b.base_offset + 1);
+                    accepted.push(b);
+                }
+                if !accepted.is_empty() {
+                    self.effects.push(Effect::Append(accepted));
+                }
+                let hw = resp.high_watermark.min(self.log.end_offset());
+                if hw > self.high_watermark {
+                    self.high_watermark = hw;
+                    self.effects.push(Effect::HighWatermark(hw));
+                }
+            }
+        }
+        self.effects.push(Effect::SetTimer(Timer::Fetch));
+    }
+
+    /// Check-quorum (Kafka's leader resigns when a majority has not fetched for 1.5 fetch
+    /// timeouts): the driver calls this at that interval. A leader that heard from fewer
+    /// voters than a majority (itself included) since the previous call resigns, so that a
+    /// leader cut off from the quorum stops serving stale metadata. The first call after
+    /// an election only opens the first interval.
+    pub fn check_quorum(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let heard = self.fetched_since_check.len() + 1;
+        let first = !self.quorum_checked;
+        self.quorum_checked = true;
+        self.fetched_since_check.clear();
+        if !first && heard < self.majority() {
+            self.resign();
+        }
+    }
+
+    /// Resign: the leader gives up its epoch and sends EndQuorumEpoch, so that the others
+    /// stand for election at once (on a clean shutdown).
+    pub fn resign(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        self.role = Role::Resigned;
+        self.end_offsets.clear();
+        let req = EpochRequest {
+            leader_id: self.id,
+            leader_epoch: self.epoch,
+        };
+        for v in self.voters.clone() {
+            if v != self.id {
+                self.effects
+                    .push(Effect::Send(v, Request::EndQuorumEpoch(req)));
+            }
+        }
+        self.effects.push(Effect::SetTimer(Timer::Election));
+    }
+
+    fn end_offset_of(&self, v: ReplicaId) -> i64 {
+        if v == self.id {
+            self.log.flushed()
+        } else {
+            self.end_offsets
+                .iter()
+                .find(|&&(r, _)| r == v)
+                .map_or(0, |&(_, o)| o)
+        }
+    }
+
+    /// The leader's high watermark: the largest offset that a majority of voters' end
+    /// offsets reach (the leader counts what it has flushed), advanced only when the entry
+    /// below it is of the leader's own epoch.
+    fn advance_high_watermark(&mut self) {
+        let mut ends: Vec<i64> = self.voters.iter().map(|&v| self.end_offset_of(v)).collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = ends[self.majority() - 1];
+        if candidate <= self.high_watermark || self.log.epoch_at(candidate - 1) != Some(self.epoch)
+        {
+            return;
+        }
+        self.high_watermark = candidate;
+        self.effects.push(Effect::HighWatermark(candidate));
+    }
+}

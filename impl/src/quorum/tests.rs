@@ -1,0 +1,560 @@
+//! One test per transition, mirroring the model's unit tests.
+
+use super::*;
+
+fn voter(id: ReplicaId) -> QuorumCore {
+    let mut c = QuorumCore::restart(
+        id,
+        vec![1, 2, 3],
+        QuorumState::default(),
+        LogSummary::default(),
+    );
+    c.take_effects();
+    c
+}
+
+fn sends(effects: &[Effect]) -> Vec<(ReplicaId, Request)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(to, r) => Some((*to, *r)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Voter 1 leads epoch 1 with voter 2's vote; voter 2 follows it. Returns (1, 2, 3).
+fn elected() -> (QuorumCore, QuorumCore, QuorumCore) {
+    let (mut a, mut b, c) = (voter(1), voter(2), voter(3));
+    a.timeout();
+    let effects = a.take_effects();
+    let Some((_, Request::Vote(req))) = sends(&effects).first().copied() else {
+        panic!("no vote request in {effects:?}");
+    };
+    let resp = b.handle_vote(req);
+    assert!(resp.vote_granted);
+    b.take_effects();
+    a.handle_vote_response(2, resp);
+    assert_eq!(a.role(), Role::Leader);
+    a.flushed(a.log().end_offset());
+    a.take_effects();
+    b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 1,
+    });
+    b.take_effects();
+    (a, b, c)
+}
+
+/// One Fetch round trip from `f` to the leader `l`, with `l`'s batches of one record each.
+fn fetch_round(l: &mut QuorumCore, f: &mut QuorumCore) {
+    let (_, req) = f.fetch_request().expect("a follower");
+    let answer = l.handle_fetch(req);
+    let resp = match answer {
+        FetchAnswer::Records {
+            epoch,
+            leader,
+            high_watermark,
+            from_offset,
+            up_to,
+        } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            epoch,
+            leader: Some(leader),
+            high_watermark,
+            result: FetchResult::Records(
+                (from_offset..up_to)
+                    .map(|o| Batch {
+                        base_offset: o,
+                        last_offset: o,
+                        epoch: l.log().epoch_at(o).unwrap(),
+                        data: bytes::Bytes::new(),
+                    })
+                    .collect(),
+            ),
+        },
+        FetchAnswer::DivergingEpoch {
+            epoch,
+            leader,
+            high_watermark,
+            diverging_epoch,
+            end_offset,
+        } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            epoch,
+            leader: Some(leader),
+            high_watermark,
+            result: FetchResult::DivergingEpoch {
+                epoch: diverging_epoch,
+                end_offset,
+            },
+        },
+        FetchAnswer::Error {
+            code,
+            epoch,
+            leader,
+        } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            epoch,
+            leader,
+            high_watermark: -1,
+            result: FetchResult::Error(code),
+        },
+    };
+    f.handle_fetch_response(resp);
+    f.flushed(f.log().end_offset());
+}
+
+#[test]
+fn timeout_starts_an_election_and_persists_the_self_vote_first() {
+    let mut a = voter(1);
+    a.timeout();
+    assert_eq!(a.role(), Role::Candidate);
+    assert_eq!((a.epoch(), a.voted_for()), (1, Some(1)));
+    let effects = a.take_effects();
+    assert_eq!(
+        effects[0],
+        Effect::PersistQuorumState(QuorumState {
+            epoch: 1,
+            voted_for: Some(1),
+            leader: None
+        })
+    );
+    assert_eq!(
+        sends(&effects)
+            .iter()
+            .map(|(to, _)| *to)
+            .collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}
+
+#[test]
+fn a_voter_grants_one_vote_per_epoch() {
+    let (mut a, mut b, mut c) = (voter(1), voter(2), voter(3));
+    a.timeout();
+    b.timeout();
+    let req_a = VoteRequest {
+        candidate_epoch: 1,
+        candidate_id: 1,
+        last_epoch: 0,
+        end_offset: 0,
+    };
+    let r = c.handle_vote(req_a);
+    assert!(r.vote_granted);
+    assert_eq!(c.role(), Role::Voted);
+    assert!(matches!(
+        c.take_effects()[..],
+        [Effect::PersistQuorumState(_), ..]
+    ));
+    // Again for the same candidate: still granted; for another: refused.
+    assert!(c.handle_vote(req_a).vote_granted);
+    let req_b = VoteRequest {
+        candidate_id: 2,
+        ..req_a
+    };
+    assert!(!c.handle_vote(req_b).vote_granted);
+    // A candidate does not vote for another candidate of its epoch.
+    assert!(!a.handle_vote(req_b).vote_granted);
+    // An older epoch is fenced.
+    let mut d = voter(3);
+    d.timeout();
+    d.timeout();
+    let r = d.handle_vote(req_a);
+    assert_eq!(r.error_code, codes::FENCED_LEADER_EPOCH);
+    assert_eq!(r.epoch, 2);
+}
+
+#[test]
+fn a_vote_needs_a_log_at_least_as_up_to_date() {
+    let (mut a, mut b, mut c) = elected();
+    a.append(1).unwrap();
+    a.flushed(a.log().end_offset());
+    fetch_round(&mut a, &mut b);
+    assert_eq!(b.log().end_offset(), 2);
+    // Voter 3 never saw epoch 1's log; its candidacy in epoch 2 is refused by voter 2,
+    // which still moves to epoch 2.
+    c.timeout();
+    c.timeout();
+    let r = b.handle_vote(VoteRequest {
+        candidate_epoch: 2,
+        candidate_id: 3,
+        last_epoch: 0,
+        end_offset: 0,
+    });
+    assert!(!r.vote_granted);
+    assert_eq!((b.epoch(), b.role()), (2, Role::Unattached));
+    // Last epochs compare first, then end offsets.
+    assert!(b.log_up_to_date(2, 1));
+    assert!(!b.log_up_to_date(1, 1));
+    assert!(b.log_up_to_date(1, 2));
+}
+
+#[test]
+fn become_leader_appends_a_leader_change_and_begins_the_epoch() {
+    let (mut a, mut b, _) = (voter(1), voter(2), voter(3));
+    a.timeout();
+    a.take_effects();
+    let req = VoteRequest {
+        candidate_epoch: 1,
+        candidate_id: 1,
+        last_epoch: 0,
+        end_offset: 0,
+    };
+    a.handle_vote_response(2, b.handle_vote(req));
+    assert!(a.is_leader());
+    let effects = a.take_effects();
+    assert!(effects.contains(&Effect::AppendLeaderChange {
+        offset: 0,
+        epoch: 1
+    }));
+    assert!(effects.contains(&Effect::Send(
+        3,
+        Request::BeginQuorumEpoch(EpochRequest {
+            leader_id: 1,
+            leader_epoch: 1
+        })
+    )));
+    // A single-voter quorum elects itself on its first timeout.
+    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default());
+    assert_eq!(solo.take_effects(), vec![Effect::SetTimer(Timer::Backoff)]);
+    solo.timeout();
+    assert!(solo.is_leader());
+    solo.flushed(1);
+    assert_eq!(solo.high_watermark(), 1);
+}
+
+#[test]
+fn begin_quorum_epoch_makes_a_follower() {
+    let mut b = voter(2);
+    let r = b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 3,
+        leader_epoch: 4,
+    });
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        (b.role(), b.epoch(), b.leader()),
+        (Role::Follower, 4, Some(3))
+    );
+    let effects = b.take_effects();
+    assert_eq!(
+        effects,
+        vec![
+            Effect::PersistQuorumState(QuorumState {
+                epoch: 4,
+                voted_for: None,
+                leader: Some(3)
+            }),
+            Effect::SetTimer(Timer::Fetch)
+        ]
+    );
+    let stale = b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 3,
+    });
+    assert_eq!(stale.error_code, codes::FENCED_LEADER_EPOCH);
+    assert_eq!(b.leader(), Some(3));
+}
+
+#[test]
+fn the_high_watermark_advances_by_majority() {
+    let (mut a, mut b, _) = elected();
+    a.append(1).unwrap();
+    a.flushed(2);
+    // The leader alone is not a majority of 3.
+    assert_eq!(a.high_watermark(), 0);
+    fetch_round(&mut a, &mut b);
+    // The fetch at offset 0 told the leader nothing it did not know.
+    assert_eq!(a.high_watermark(), 0);
+    fetch_round(&mut a, &mut b);
+    assert_eq!(a.high_watermark(), 2);
+    assert!(a.take_effects().contains(&Effect::HighWatermark(2)));
+    // The answer to the fetch that advanced it already carries it.
+    assert_eq!(b.high_watermark(), 2);
+    // The leader counts only what it has flushed.
+    a.append(1).unwrap();
+    fetch_round(&mut a, &mut b);
+    fetch_round(&mut a, &mut b);
+    assert_eq!(a.high_watermark(), 2);
+    a.flushed(3);
+    assert_eq!(a.high_watermark(), 3);
+}
+
+#[test]
+fn the_high_watermark_waits_for_an_entry_of_the_current_epoch() {
+    // Voter 1 leads epoch 3 with an old entry of epoch 1 that voter 2 also holds.
+    let old = LogSummary::new(vec![(1, 0)], 1, 1);
+    let mut a = QuorumCore::restart(1, vec![1, 2, 3], QuorumState::default(), old.clone());
+    let mut b = QuorumCore::restart(2, vec![1, 2, 3], QuorumState::default(), old);
+    a.timeout();
+    a.timeout();
+    a.timeout();
+    let req = VoteRequest {
+        candidate_epoch: 3,
+        candidate_id: 1,
+        last_epoch: 1,
+        end_offset: 1,
+    };
+    a.handle_vote_response(2, b.handle_vote(req));
+    assert!(a.is_leader());
+    // Not flushed yet: the LeaderChange entry of epoch 3 is at offset 1.
+    b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 3,
+    });
+    fetch_round(&mut a, &mut b);
+    // A majority holds offset 0 but its entry is of epoch 1, not 3.
+    assert_eq!(a.high_watermark(), 0);
+    a.flushed(2);
+    fetch_round(&mut a, &mut b);
+    assert_eq!(a.high_watermark(), 2);
+}
+
+#[test]
+fn a_follower_truncates_on_a_diverging_epoch() {
+    // Voter 2 holds two entries of epoch 1 that the leader of epoch 2 never had.
+    let mut a = QuorumCore::restart(
+        1,
+        vec![1, 2, 3],
+        QuorumState {
+            epoch: 1,
+            voted_for: Some(1),
+            leader: None,
+        },
+        LogSummary::default(),
+    );
+    let mut b = QuorumCore::restart(
+        2,
+        vec![1, 2, 3],
+        QuorumState::default(),
+        LogSummary::new(vec![(1, 0)], 2, 2),
+    );
+    a.timeout();
+    let mut c = voter(3);
+    a.handle_vote_response(
+        3,
+        c.handle_vote(VoteRequest {
+            candidate_epoch: 2,
+            candidate_id: 1,
+            last_epoch: 0,
+            end_offset: 0,
+        }),
+    );
+    assert!(a.is_leader());
+    a.flushed(1);
+    a.take_effects();
+    b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 2,
+    });
+    b.take_effects();
+    let (_, req) = b.fetch_request().unwrap();
+    assert!(matches!(
+        a.handle_fetch(req),
+        FetchAnswer::DivergingEpoch {
+            diverging_epoch: 0,
+            end_offset: 0,
+            ..
+        }
+    ));
+    fetch_round(&mut a, &mut b);
+    assert!(b.take_effects().contains(&Effect::Truncate(0)));
+    assert_eq!(b.log().end_offset(), 0);
+    fetch_round(&mut a, &mut b);
+    assert_eq!(b.log(), a.log());
+}
+
+#[test]
+fn fetches_from_stale_or_unknown_epochs_and_observers() {
+    let (mut a, _, _) = elected();
+    let stale = FetchRequest {
+        replica_id: 3,
+        epoch: 0,
+        fetch_offset: 0,
+        last_fetched_epoch: 0,
+    };
+    assert!(matches!(
+        a.handle_fetch(stale),
+        FetchAnswer::Error {
+            code: codes::FENCED_LEADER_EPOCH,
+            epoch: 1,
+            leader: Some(1)
+        }
+    ));
+    let ahead = FetchRequest { epoch: 2, ..stale };
+    assert!(matches!(
+        a.handle_fetch(ahead),
+        FetchAnswer::Error {
+            code: codes::UNKNOWN_LEADER_EPOCH,
+            ..
+        }
+    ));
+    // An observer (a broker) reads only to the high watermark, and does not count.
+    let observer = FetchRequest {
+        replica_id: -1,
+        epoch: -1,
+        ..stale
+    };
+    assert!(matches!(
+        a.handle_fetch(observer),
+        FetchAnswer::Records {
+            from_offset: 0,
+            up_to: 0,
+            ..
+        }
+    ));
+    // A non-leader refuses and names the leader it knows.
+    let mut b = voter(2);
+    b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 1,
+    });
+    assert!(matches!(
+        b.handle_fetch(observer),
+        FetchAnswer::Error {
+            code: codes::NOT_LEADER_OR_FOLLOWER,
+            leader: Some(1),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_higher_epoch_deposes_the_leader() {
+    let (mut a, _, _) = elected();
+    let r = a.handle_vote(VoteRequest {
+        candidate_epoch: 5,
+        candidate_id: 3,
+        last_epoch: 1,
+        end_offset: 1,
+    });
+    assert!(r.vote_granted);
+    assert_eq!(
+        (a.role(), a.epoch(), a.voted_for()),
+        (Role::Voted, 5, Some(3))
+    );
+    assert!(a.append(1).is_err());
+}
+
+#[test]
+fn resign_sends_end_quorum_epoch_and_followers_back_off() {
+    let (mut a, mut b, _) = elected();
+    a.resign();
+    assert_eq!(a.role(), Role::Resigned);
+    let effects = a.take_effects();
+    let Some((2, Request::EndQuorumEpoch(req))) = sends(&effects).first().copied() else {
+        panic!("no EndQuorumEpoch in {effects:?}");
+    };
+    b.handle_end_quorum_epoch(req);
+    assert_eq!(b.take_effects(), vec![Effect::SetTimer(Timer::Backoff)]);
+}
+
+#[test]
+fn restart_takes_the_role_from_the_quorum_state() {
+    let state = |voted_for, leader| QuorumState {
+        epoch: 3,
+        voted_for,
+        leader,
+    };
+    let role = |s| QuorumCore::restart(1, vec![1, 2, 3], s, LogSummary::default()).role();
+    assert_eq!(role(state(Some(1), Some(1))), Role::Resigned);
+    assert_eq!(role(state(None, Some(2))), Role::Follower);
+    assert_eq!(role(state(Some(1), None)), Role::Candidate);
+    assert_eq!(role(state(Some(2), None)), Role::Voted);
+    assert_eq!(role(state(None, None)), Role::Unattached);
+    let follower = QuorumCore::restart(
+        1,
+        vec![1, 2, 3],
+        state(None, Some(2)),
+        LogSummary::default(),
+    );
+    assert_eq!(follower.fetch_request().unwrap().0, 2);
+    assert_eq!(follower.high_watermark(), 0);
+}
+
+#[test]
+fn a_late_fetch_answer_for_an_older_log_is_dropped() {
+    let (mut a, mut b, _) = elected();
+    a.append(1).unwrap();
+    a.flushed(2);
+    // Two fetches from offset 0 are in flight (a retry after a reconnect).
+    let (_, first) = b.fetch_request().unwrap();
+    let (_, second) = b.fetch_request().unwrap();
+    assert_eq!(first, second);
+    let answer = |l: &mut QuorumCore, req: FetchRequest| match l.handle_fetch(req) {
+        FetchAnswer::Records {
+            epoch,
+            leader,
+            high_watermark,
+            from_offset,
+            up_to,
+        } => FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            epoch,
+            leader: Some(leader),
+            high_watermark,
+            result: FetchResult::Records(
+                (from_offset..up_to)
+                    .map(|o| Batch {
+                        base_offset: o,
+                        last_offset: o,
+                        epoch: 1,
+                        data: bytes::Bytes::new(),
+                    })
+                    .collect(),
+            ),
+        },
+        other => panic!("unexpected {other:?}"),
+    };
+    let r1 = answer(&mut a, first);
+    let r2 = answer(&mut a, second);
+    b.handle_fetch_response(r1);
+    assert_eq!(b.log().end_offset(), 2);
+    b.take_effects();
+    // The duplicate answers a log of length 0 that b no longer has: nothing happens.
+    b.handle_fetch_response(r2);
+    assert!(b.take_effects().is_empty());
+    assert_eq!(b.log().end_offset(), 2);
+    // A follower with an unflushed tail does not fetch until it is durable.
+    let mut c = QuorumCore::restart(
+        3,
+        vec![1, 2, 3],
+        QuorumState {
+            epoch: 1,
+            voted_for: None,
+            leader: Some(1),
+        },
+        LogSummary::new(vec![(1, 0)], 2, 1),
+    );
+    assert!(c.fetch_request().is_none());
+    c.flushed(2);
+    assert_eq!(c.fetch_request().unwrap().1.fetch_offset, 2);
+}
+
+#[test]
+fn check_quorum_resigns_a_leader_no_majority_fetches_from() {
+    let (mut a, mut b, _) = elected();
+    a.take_effects();
+    // The first check only opens an interval.
+    a.check_quorum();
+    assert!(a.is_leader());
+    // Voter 2 fetches: with the leader that is a majority of 3.
+    fetch_round(&mut a, &mut b);
+    a.check_quorum();
+    assert!(a.is_leader());
+    // Nobody fetches for a whole interval: the leader resigns and says so.
+    a.take_effects();
+    a.check_quorum();
+    assert_eq!(a.role(), Role::Resigned);
+    assert_eq!(sends(&a.take_effects()).len(), 2);
+    // A quorum of one never resigns.
+    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default());
+    solo.timeout();
+    solo.check_quorum();
+    solo.check_quorum();
+    assert!(solo.is_leader());
+}
