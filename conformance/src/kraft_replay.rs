@@ -91,6 +91,7 @@ pub struct KraftReplayOutcome {
 }
 
 /// The core side of a replay: voters, their stored logs, and the network.
+#[derive(Clone)]
 pub struct Quorum {
     config: KraftConfig,
     voter_ids: Vec<ReplicaId>,

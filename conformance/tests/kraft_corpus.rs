@@ -3,10 +3,12 @@
 //! the flawed model's counterexample (`vote-without-log-check`) does not: the correct core
 //! refuses the vote the flawed model grants.
 
+use osprey_conformance::kraft_explore::explore;
 use osprey_conformance::kraft_replay::replay;
 use osprey_conformance::kraft_report::{load_kraft, replay_all_kraft};
 use osprey_model::kraft::trace::{KraftTrace, VoterRole};
-use osprey_model::kraft::{KraftAction, KraftVariant};
+use osprey_model::kraft::{KraftAction, KraftConfig, KraftVariant};
+use osprey_model::FlushPolicy;
 use std::path::Path;
 
 fn corpus() -> Vec<(std::path::PathBuf, KraftTrace)> {
@@ -121,4 +123,59 @@ fn the_vote_without_log_check_counterexample_diverges_where_the_flawed_model_gra
             format!("voter {voter} voted_for: model Some({candidate}), core None"),
         ]
     );
+}
+
+fn config(voters: u8, max_epoch: u8, max_crashes: u8, flush: FlushPolicy) -> KraftConfig {
+    KraftConfig {
+        voters,
+        records: 1,
+        max_epoch,
+        max_crashes,
+        flush,
+        variant: None,
+    }
+}
+
+fn explores_completely(c: KraftConfig, at_least: usize) {
+    let e = explore(c, 10_000_000).unwrap();
+    if let Some((trace, m)) = &e.mismatch {
+        panic!("{c:?}: {m}\n{}", trace.table());
+    }
+    assert!(e.complete, "{c:?}");
+    assert!(e.states >= at_least, "{c:?}: only {} states", e.states);
+}
+
+#[test]
+fn every_reachable_state_of_small_quorums_conforms() {
+    // Sizes as measured; a much smaller count would mean the exploration lost states.
+    explores_completely(config(3, 1, 1, FlushPolicy::Every), 44_446);
+    explores_completely(config(3, 1, 1, FlushPolicy::Never), 37_366);
+    explores_completely(config(2, 2, 1, FlushPolicy::Every), 4_446);
+    explores_completely(config(2, 2, 1, FlushPolicy::Never), 1_872);
+}
+
+/// The same over two epochs with 3 voters: 1,555,770 and 1,105,038 states, a minute or
+/// more each. `cargo test -p osprey-conformance --test kraft_corpus -- --ignored`
+#[test]
+#[ignore = "minutes; run with --ignored"]
+fn every_reachable_state_of_three_voters_over_two_epochs_conforms() {
+    explores_completely(config(3, 2, 1, FlushPolicy::Every), 1_555_770);
+    explores_completely(config(3, 2, 1, FlushPolicy::Never), 1_105_038);
+}
+
+#[test]
+fn the_exploration_finds_the_flawed_vote() {
+    let c = KraftConfig {
+        variant: Some(KraftVariant::VoteWithoutLogCheck),
+        ..config(3, 2, 0, FlushPolicy::Every)
+    };
+    let e = explore(c, 1_000_000).unwrap();
+    let (trace, m) = e.mismatch.expect("the flawed vote is found");
+    assert!(
+        matches!(m.action, Some(KraftAction::HandleVote { .. })),
+        "{m}"
+    );
+    // The trace reaching it replays to the same divergence.
+    let replayed = replay(&trace).mismatch.expect("replays to the divergence");
+    assert_eq!((replayed.step, replayed.diff), (m.step, m.diff));
 }
