@@ -231,20 +231,6 @@ pub fn covering_set(state_limit: usize) -> (Vec<(String, KraftTrace)>, Vec<Strin
     (found, open)
 }
 
-/// Writes each trace as `{prefix}-{index:04}.json` in `dir` (created if needed).
-pub fn write_traces(
-    dir: &std::path::Path,
-    prefix: &str,
-    traces: &[KraftTrace],
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (i, t) in traces.iter().enumerate() {
-        let json = serde_json::to_string(t).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(format!("{prefix}-{i:04}.json")), json + "\n")?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,8 +174,9 @@ impl Quorum {
                 for (from, resp) in held {
                     core.handle_vote_response(from, resp);
                 }
-                // A candidate that counted its majority earlier is already leader: the
-                // core's `become_leader` is then a no-op, as the model's step is not.
+                // The last held vote already made the candidate leader; the model's step
+                // is `become_leader`, a no-op on a leader, called for a candidate whose
+                // majority was counted without a held vote.
                 core.become_leader();
                 self.perform(candidate.into())
             }
@@ -329,9 +330,17 @@ impl Quorum {
                 from_offset,
                 up_to,
             } => {
-                let batches = (from_offset.max(0) as usize..up_to.max(0) as usize)
-                    .filter_map(|o| log.get(o).map(|&e| (o, e)))
-                    .map(|(o, (record, epoch))| Batch {
+                let range = from_offset.max(0) as usize..up_to.max(0) as usize;
+                let entries = log.get(range.clone()).ok_or_else(|| {
+                    format!(
+                        "voter {leader} answers offsets {range:?}, its log ends at {}",
+                        log.len()
+                    )
+                })?;
+                let batches = entries
+                    .iter()
+                    .zip(range.start..)
+                    .map(|(&(record, epoch), o)| Batch {
                         base_offset: o as i64,
                         last_offset: o as i64,
                         epoch,
@@ -438,10 +447,8 @@ impl Quorum {
                 slot.log.truncate(to);
                 slot.flushed = slot.flushed.min(to);
             }
-            Effect::Send(to, Request::EndQuorumEpoch(_)) => {
-                // Lost: the model folds EndQuorumEpoch into the receivers' Timeout.
-                let _ = to;
-            }
+            // Lost: the model folds EndQuorumEpoch into the receivers' Timeout.
+            Effect::Send(_, Request::EndQuorumEpoch(_)) => {}
             Effect::Send(to, req) => {
                 self.requests.insert((v, to), req);
             }

@@ -74,8 +74,8 @@ fn generate_kraft(args: GenerateArgs) -> ExitCode {
     let walks = kraft_generate::random_walks(args.count, args.max_depth, args.seed);
     let (covering, missing) = kraft_generate::covering_set(args.search_limit.unwrap_or(400_000));
     let covering: Vec<_> = covering.into_iter().map(|(_, t)| t).collect();
-    let written = kraft_generate::write_traces(&args.out, "walk", &walks)
-        .and_then(|()| kraft_generate::write_traces(&args.out, "cover", &covering));
+    let written = write_traces(&args.out, "walk", &walks)
+        .and_then(|()| write_traces(&args.out, "cover", &covering));
     report(&args, walks.len(), covering.len(), written, missing)
 }
 
