@@ -6,6 +6,8 @@
 use osprey_conformance::kraft_explore::explore;
 use osprey_conformance::kraft_replay::replay;
 use osprey_conformance::kraft_report::{load_kraft, replay_all_kraft};
+use osprey_model::check::{CheckOptions, Engine};
+use osprey_model::kraft::check_kraft;
 use osprey_model::kraft::trace::{KraftTrace, VoterRole};
 use osprey_model::kraft::{KraftAction, KraftConfig, KraftVariant};
 use osprey_model::FlushPolicy;
@@ -82,13 +84,36 @@ fn the_vote_without_log_check_counterexample_diverges_where_the_flawed_model_gra
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kraft-vote-without-log-check.json");
     let trace: KraftTrace = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     trace.validate().unwrap();
+    assert_eq!(trace.violated, vec!["LeaderCompleteness".to_string()]);
+    diverges_at_the_flawed_vote(&trace);
+}
+
+#[test]
+fn the_checkers_current_counterexample_diverges_too() {
+    let config = KraftConfig {
+        variant: Some(KraftVariant::VoteWithoutLogCheck),
+        ..KraftConfig::default()
+    };
+    let opts = CheckOptions {
+        threads: 1,
+        engine: Engine::Bfs,
+        stop_at_first_violation: true,
+    };
+    let report = check_kraft(config, &opts, |_| {});
+    let trace = report.counterexample.expect("the flaw is found");
+    assert!(!trace.violated.is_empty());
+    diverges_at_the_flawed_vote(&trace);
+}
+
+/// The replay of a `vote-without-log-check` trace agrees with the model up to a HandleVote
+/// where the model grants a vote to a candidate whose log is behind the voter's, and the
+/// core refuses it.
+fn diverges_at_the_flawed_vote(trace: &KraftTrace) {
     assert_eq!(
         trace.config.variant,
         Some(KraftVariant::VoteWithoutLogCheck)
     );
-    assert_eq!(trace.violated, vec!["LeaderCompleteness".to_string()]);
-
-    let outcome = replay(&trace);
+    let outcome = replay(trace);
     let m = outcome
         .mismatch
         .expect("the correct core diverges from the flawed model");
