@@ -179,13 +179,15 @@ fn every_reachable_state_of_small_quorums_conforms() {
     explores_completely(config(2, 2, 1, FlushPolicy::Never), 1_872);
 }
 
-/// The same over two epochs with 3 voters: 1,555,770 and 1,105,038 states, a minute or
-/// more each. `cargo test -p osprey-conformance --test kraft_corpus -- --ignored`
+/// Larger bounds, minutes each: 3 voters over 2 epochs (1,555,770 states with flush every,
+/// 1,105,038 with never) and 4 voters over 1 epoch with a crash (1,742,536).
+/// `cargo test -p osprey-conformance --test kraft_corpus -- --ignored`
 #[test]
 #[ignore = "minutes; run with --ignored"]
-fn every_reachable_state_of_three_voters_over_two_epochs_conforms() {
+fn every_reachable_state_of_larger_quorums_conforms() {
     explores_completely(config(3, 2, 1, FlushPolicy::Every), 1_555_770);
     explores_completely(config(3, 2, 1, FlushPolicy::Never), 1_105_038);
+    explores_completely(config(4, 1, 1, FlushPolicy::Every), 1_742_536);
 }
 
 #[test]
