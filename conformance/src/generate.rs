@@ -275,7 +275,11 @@ pub fn kafka_counterexample(config: ModelConfig, limit: usize) -> Option<Trace> 
 }
 
 /// Writes each trace as `{prefix}-{index:04}.json` in `dir` (created if needed).
-pub fn write_traces(dir: &Path, prefix: &str, traces: &[Trace]) -> std::io::Result<()> {
+pub fn write_traces<T: serde::Serialize>(
+    dir: &Path,
+    prefix: &str,
+    traces: &[T],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (i, t) in traces.iter().enumerate() {
         let json = serde_json::to_string(t).map_err(std::io::Error::other)?;

@@ -70,12 +70,32 @@ impl CorpusReport {
     }
 }
 
-/// Reads every `*.json` trace in `dir` (sorted by name).
+/// Reads every partition trace in `dir` (`*.json`, sorted by name); KRaft traces
+/// (`"protocol": "kraft"`) are left to [`crate::kraft_report::load_kraft`].
 pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Trace)>, String> {
+    let mut out = Vec::new();
+    for (p, json) in read_json_dir(dir)? {
+        if is_kraft(&json) {
+            continue;
+        }
+        let trace: Trace = serde_json::from_value(json)
+            .map_err(|e| format!("{} is not a trace: {e}", p.display()))?;
+        out.push((p, trace));
+    }
+    Ok(out)
+}
+
+/// Whether a parsed trace file is a KRaft trace.
+pub fn is_kraft(json: &serde_json::Value) -> bool {
+    json.get("protocol").and_then(|p| p.as_str()) == Some("kraft")
+}
+
+/// Every `*.json` file in `dir`, sorted by name, parsed as JSON.
+pub fn read_json_dir(dir: &Path) -> Result<Vec<(PathBuf, serde_json::Value)>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
     files
@@ -83,9 +103,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Trace)>, String> {
         .map(|p| {
             let text =
                 std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
-            let trace: Trace = serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a trace: {e}", p.display()))?;
-            Ok((p, trace))
+            let json = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", p.display()))?;
+            Ok((p, json))
         })
         .collect()
 }

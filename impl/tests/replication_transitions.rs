@@ -272,7 +272,13 @@ mod replication {
         c.state.partition_epoch += 1; // another change got in first
         let resp = c.alter_partition(&p);
         assert_eq!(resp, AlterPartitionResponse::Error(INVALID_UPDATE_VERSION));
-        c.r_mut(0).handle_alter_partition_response(&resp);
+        // As Kafka's leader: the change stays pending and nothing more is proposed until the
+        // metadata with the newer partition epoch arrives, which resets it.
+        assert!(!c.r_mut(0).handle_alter_partition_response(&resp));
+        assert!(c.r(0).leader_state().unwrap().pending_isr.is_some());
+        assert_eq!(c.r_mut(0).isr_changes_due(1_000 + 200_000), None);
+        let state = c.state.clone();
+        assert!(c.r_mut(0).become_leader(&state, 200_000));
         assert_eq!(c.r(0).leader_state().unwrap().pending_isr, None);
     }
 

@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 use osprey_conformance::generate::{
     covering_set, kafka_counterexample, random_walks, write_traces,
 };
+use osprey_conformance::kraft_generate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +51,10 @@ pub struct CounterexampleArgs {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
+    /// The model to walk: `partition` (replication of one partition) or `kraft` (the
+    /// controller quorum).
+    #[arg(long, default_value = "partition")]
+    pub protocol: String,
     /// Random walks to write.
     #[arg(long, default_value_t = 200)]
     pub count: usize,
@@ -62,9 +67,10 @@ pub struct GenerateArgs {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// States the covering search may visit per configuration.
-    #[arg(long, default_value_t = 2_000_000)]
-    pub search_limit: usize,
+    /// States the covering search may visit per configuration (default: 2,000,000 for
+    /// partition, 400,000 for kraft).
+    #[arg(long)]
+    pub search_limit: Option<usize>,
 }
 
 pub fn run(args: TracesArgs) -> ExitCode {
@@ -113,19 +119,49 @@ fn counterexample(args: CounterexampleArgs) -> ExitCode {
 }
 
 fn generate(args: GenerateArgs) -> ExitCode {
+    match args.protocol.as_str() {
+        "partition" => generate_partition(args),
+        "kraft" => generate_kraft(args),
+        other => {
+            eprintln!("error: unknown protocol '{other}': expected partition or kraft");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn generate_partition(args: GenerateArgs) -> ExitCode {
     let walks = random_walks(args.count, args.max_depth, args.seed);
-    let (covering, missing) = covering_set(args.search_limit);
+    let (covering, missing) = covering_set(args.search_limit.unwrap_or(2_000_000));
     let covering: Vec<_> = covering.into_iter().map(|(_, t)| t).collect();
     let written = write_traces(&args.out, "walk", &walks)
         .and_then(|()| write_traces(&args.out, "cover", &covering));
+    report(&args, walks.len(), covering.len(), written, missing)
+}
+
+/// KRaft traces: random walks of the quorum model and its covering set.
+fn generate_kraft(args: GenerateArgs) -> ExitCode {
+    let walks = kraft_generate::random_walks(args.count, args.max_depth, args.seed);
+    let (covering, missing) = kraft_generate::covering_set(args.search_limit.unwrap_or(400_000));
+    let covering: Vec<_> = covering.into_iter().map(|(_, t)| t).collect();
+    let written = write_traces(&args.out, "walk", &walks)
+        .and_then(|()| write_traces(&args.out, "cover", &covering));
+    report(&args, walks.len(), covering.len(), written, missing)
+}
+
+fn report(
+    args: &GenerateArgs,
+    walks: usize,
+    covering: usize,
+    written: std::io::Result<()>,
+    missing: Vec<String>,
+) -> ExitCode {
     if let Err(e) = written {
         eprintln!("error: writing traces to {}: {e}", args.out.display());
         return ExitCode::from(2);
     }
     println!(
-        "wrote {} random walks and {} covering traces to {}",
-        walks.len(),
-        covering.len(),
+        "wrote {walks} random walks and {covering} covering {} traces to {}",
+        args.protocol,
         args.out.display()
     );
     if !missing.is_empty() {

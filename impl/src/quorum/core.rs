@@ -279,6 +279,7 @@ impl QuorumCore {
             Timer::Election
         };
         core.effects.push(Effect::SetTimer(timer));
+        core.send_vote_requests();
         core
     }
 
@@ -408,6 +409,19 @@ impl QuorumCore {
         self.votes = vec![self.id];
         self.persist();
         self.effects.push(Effect::SetTimer(Timer::Election));
+        self.send_vote_requests();
+        self.become_leader();
+    }
+
+    /// Candidate: (re)sends its Vote request to every voter that has not granted its vote.
+    /// Kafka's candidate keeps polling the voters it has no answer from until its election
+    /// timeout, including after a restart that finds it standing in its epoch; a candidate
+    /// that sent nothing after a restart could only wait for the next epoch. The request
+    /// carries the log as it is now, which cannot change while the voter is a candidate.
+    pub fn send_vote_requests(&mut self) {
+        if self.role != Role::Candidate {
+            return;
+        }
         let request = VoteRequest {
             candidate_epoch: self.epoch,
             candidate_id: self.id,
@@ -415,11 +429,10 @@ impl QuorumCore {
             end_offset: self.log.end_offset(),
         };
         for v in self.voters.clone() {
-            if v != self.id {
+            if v != self.id && !self.votes.contains(&v) {
                 self.effects.push(Effect::Send(v, Request::Vote(request)));
             }
         }
-        self.become_leader();
     }
 
     /// Whether a candidate's log, given by its last epoch and end offset, is at least as up

@@ -558,3 +558,41 @@ fn check_quorum_resigns_a_leader_no_majority_fetches_from() {
     solo.check_quorum();
     assert!(solo.is_leader());
 }
+
+#[test]
+fn a_restarted_candidate_asks_for_votes_again_in_its_epoch() {
+    let mut log = LogSummary::default();
+    log.append(1, 2);
+    let mut c = QuorumCore::restart(
+        1,
+        vec![1, 2, 3],
+        QuorumState {
+            epoch: 2,
+            voted_for: Some(1),
+            leader: None,
+        },
+        log,
+    );
+    assert_eq!(c.role(), Role::Candidate);
+    let expected = VoteRequest {
+        candidate_epoch: 2,
+        candidate_id: 1,
+        last_epoch: 1,
+        end_offset: 2,
+    };
+    assert_eq!(
+        sends(&c.take_effects()),
+        vec![(2, Request::Vote(expected)), (3, Request::Vote(expected))]
+    );
+    // Voter 2 grants: only voter 3 is asked again; with the majority it leads epoch 2.
+    let mut b = voter(2);
+    let resp = b.handle_vote(expected);
+    assert!(resp.vote_granted);
+    c.send_vote_requests();
+    assert_eq!(sends(&c.take_effects()).len(), 2);
+    c.handle_vote_response(2, resp);
+    assert_eq!((c.role(), c.epoch()), (Role::Leader, 2));
+    c.take_effects();
+    c.send_vote_requests();
+    assert!(sends(&c.take_effects()).is_empty());
+}

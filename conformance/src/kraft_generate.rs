@@ -1,0 +1,262 @@
+//! KRaft trace generation: seeded random walks of the quorum model, and a covering set that
+//! reaches every step kind and every sometimes-property's witness by breadth-first search.
+//! Deterministic in its inputs, as [`crate::generate`] is for the partition model.
+
+use std::collections::{HashMap, VecDeque};
+
+use osprey_model::kraft::properties;
+use osprey_model::kraft::trace::KraftTrace;
+use osprey_model::kraft::{KraftAction, KraftConfig, KraftModel, KraftState};
+use stateright::Expectation;
+
+use crate::generate::SplitMix64;
+
+/// Every step kind of the KRaft model, as `kind` names them.
+pub const KINDS: [&str; 10] = [
+    "Timeout",
+    "HandleVote",
+    "BecomeLeader",
+    "BeginQuorumEpoch",
+    "Append",
+    "Fetch",
+    "HandleFetchResponse",
+    "Resign",
+    "Crash",
+    "Restart",
+];
+
+/// The step kind of an action (its `step` tag in traces).
+pub fn kind(a: &KraftAction) -> &'static str {
+    match a {
+        KraftAction::Timeout { .. } => "Timeout",
+        KraftAction::HandleVote { .. } => "HandleVote",
+        KraftAction::BecomeLeader { .. } => "BecomeLeader",
+        KraftAction::BeginQuorumEpoch { .. } => "BeginQuorumEpoch",
+        KraftAction::Append { .. } => "Append",
+        KraftAction::Fetch { .. } => "Fetch",
+        KraftAction::HandleFetchResponse { .. } => "HandleFetchResponse",
+        KraftAction::Resign { .. } => "Resign",
+        KraftAction::Crash { .. } => "Crash",
+        KraftAction::Restart { .. } => "Restart",
+    }
+}
+
+/// The steps enabled in `s`, with the states they lead to, in the model's order.
+pub fn successors(model: &KraftModel, s: &KraftState) -> Vec<(KraftAction, KraftState)> {
+    let mut actions = Vec::new();
+    model.enabled_actions(s, &mut actions);
+    actions
+        .into_iter()
+        .filter_map(|a| model.step(s, a).map(|n| (a, n)))
+        .collect()
+}
+
+/// How often a walk picks a step kind, relative to the others: the disruptions (timeouts,
+/// resignations, crashes) are always enabled somewhere and would otherwise end most epochs
+/// before anything is replicated.
+fn weight(kind: &str) -> usize {
+    match kind {
+        "Timeout" | "Resign" | "Crash" => 1,
+        "Restart" => 2,
+        _ => 4,
+    }
+}
+
+/// One random walk of at most `max_depth` steps. Each step first picks a step kind among
+/// the enabled ones (by [`weight`]), then one of its steps uniformly: uniform over steps
+/// alone would let the n² Vote and BeginQuorumEpoch pairs and the disruptions crowd out
+/// replication.
+pub fn random_walk(config: KraftConfig, max_depth: usize, rng: &mut SplitMix64) -> KraftTrace {
+    let model = KraftModel::new(config);
+    let mut s = model.initial_state();
+    let mut actions = Vec::new();
+    for _ in 0..max_depth {
+        let next = successors(&model, &s);
+        let mut kinds: Vec<&str> = next.iter().map(|(a, _)| kind(a)).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        if kinds.is_empty() {
+            break;
+        }
+        let mut pick = rng.below(kinds.iter().map(|k| weight(k)).sum());
+        let k = *kinds
+            .iter()
+            .find(|k| match pick.checked_sub(weight(k)) {
+                Some(rest) => {
+                    pick = rest;
+                    false
+                }
+                None => true,
+            })
+            .expect("pick is below the total weight");
+        let of_kind: Vec<_> = next.iter().filter(|(a, _)| kind(a) == k).collect();
+        let &(a, n) = of_kind[rng.below(of_kind.len())];
+        actions.push(a);
+        s = n;
+    }
+    KraftTrace::from_actions(&model, &actions).expect("a walk takes only enabled steps")
+}
+
+/// The configurations random walks cycle through: the default bounds (3 voters, flush
+/// every), more records, more crashes, more epochs, and 2 and 5 voters. All run the correct
+/// protocol (no variant) with flush every: Kafka's raft client fsyncs a voter's log before it
+/// fetches again, and the core relies on it (a follower fetches only a durable log), so the
+/// model's `--flush never` stress mode is not Kafka's and is not replayed. A quorum of one is
+/// left out (its core elects itself in `Timeout`, see [`crate::kraft_replay::Quorum::new`]).
+pub fn walk_configs() -> Vec<KraftConfig> {
+    let d = KraftConfig::default();
+    vec![
+        d,
+        KraftConfig { records: 3, ..d },
+        KraftConfig {
+            max_crashes: 3,
+            ..d
+        },
+        KraftConfig {
+            voters: 2,
+            max_crashes: 2,
+            ..d
+        },
+        KraftConfig {
+            voters: 5,
+            max_crashes: 2,
+            ..d
+        },
+        KraftConfig {
+            max_epoch: 5,
+            max_crashes: 2,
+            records: 3,
+            ..d
+        },
+    ]
+}
+
+/// `count` random walks, the i-th with configuration `walk_configs()[i % len]`, all from
+/// one generator seeded with `seed`.
+pub fn random_walks(count: usize, max_depth: usize, seed: u64) -> Vec<KraftTrace> {
+    let configs = walk_configs();
+    let mut rng = SplitMix64::new(seed);
+    (0..count)
+        .map(|i| random_walk(configs[i % configs.len()], max_depth, &mut rng))
+        .collect()
+}
+
+/// The model's sometimes-properties (LeaderElected, LeaderFailover, RecordCommitted).
+pub fn sometimes_properties() -> Vec<stateright::Property<KraftModel>> {
+    properties::all()
+        .into_iter()
+        .filter(|p| p.expectation == Expectation::Sometimes)
+        .collect()
+}
+
+/// The names of the sometimes-properties some state of `trace` witnesses.
+pub fn witnessed(trace: &KraftTrace) -> Vec<&'static str> {
+    let model = KraftModel::new(trace.config);
+    let mut states = vec![model.initial_state()];
+    for a in trace.actions() {
+        match model.step(states.last().expect("non-empty"), a) {
+            Some(n) => states.push(n),
+            None => break,
+        }
+    }
+    sometimes_properties()
+        .into_iter()
+        .filter(|p| states.iter().any(|s| (p.condition)(&model, s)))
+        .map(|p| p.name)
+        .collect()
+}
+
+/// Shortest traces (breadth-first, default bounds) that take each step kind and reach each
+/// sometimes-property's witness, visiting at most `state_limit` states. Returns one trace
+/// per target found, with the target, and the targets not found.
+pub fn covering_set(state_limit: usize) -> (Vec<(String, KraftTrace)>, Vec<String>) {
+    let config = KraftConfig::default();
+    let model = KraftModel::new(config);
+    let props = sometimes_properties();
+    let mut open: Vec<String> = KINDS
+        .iter()
+        .map(|k| format!("step:{k}"))
+        .chain(props.iter().map(|p| format!("witness:{}", p.name)))
+        .collect();
+    let mut found = Vec::new();
+    // Arena of visited states: (parent index, action that led here).
+    let mut arena: Vec<(usize, Option<KraftAction>)> = vec![(0, None)];
+    let init = model.initial_state();
+    let mut index: HashMap<KraftState, usize> = HashMap::from([(init, 0)]);
+    let mut queue = VecDeque::from([(init, 0usize)]);
+    let path = |arena: &[(usize, Option<KraftAction>)], mut i: usize| {
+        let mut actions = Vec::new();
+        while let (parent, Some(a)) = arena[i] {
+            actions.push(a);
+            i = parent;
+        }
+        actions.reverse();
+        actions
+    };
+    while let Some((s, i)) = queue.pop_front() {
+        if open.is_empty() || arena.len() > state_limit {
+            break;
+        }
+        for (a, n) in successors(&model, &s) {
+            let mut hit = Vec::new();
+            let step_target = format!("step:{}", kind(&a));
+            if open.contains(&step_target) {
+                hit.push(step_target);
+            }
+            for p in &props {
+                let t = format!("witness:{}", p.name);
+                if open.contains(&t) && (p.condition)(&model, &n) {
+                    hit.push(t);
+                }
+            }
+            if !hit.is_empty() {
+                let mut actions = path(&arena, i);
+                actions.push(a);
+                let trace =
+                    KraftTrace::from_actions(&model, &actions).expect("search takes enabled steps");
+                for t in hit {
+                    open.retain(|o| *o != t);
+                    found.push((t, trace.clone()));
+                }
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(n) {
+                arena.push((i, Some(a)));
+                e.insert(arena.len() - 1);
+                queue.push_back((n, arena.len() - 1));
+            }
+        }
+    }
+    (found, open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_are_deterministic_in_the_seed_and_valid() {
+        let a = random_walks(6, 16, 3);
+        assert_eq!(a, random_walks(6, 16, 3));
+        assert_ne!(a, random_walks(6, 16, 4));
+        for t in &a {
+            t.validate().unwrap();
+            assert!(t.steps.len() <= 17);
+        }
+    }
+
+    #[test]
+    fn the_covering_set_reaches_every_step_kind_and_witness() {
+        let (found, missing) = covering_set(400_000);
+        assert!(missing.is_empty(), "not reached: {missing:?}");
+        for (target, trace) in &found {
+            trace.validate().unwrap();
+            let last = trace.steps.last().and_then(|s| s.action).unwrap();
+            if let Some(k) = target.strip_prefix("step:") {
+                assert_eq!(kind(&last), k);
+            } else {
+                let name = target.strip_prefix("witness:").unwrap();
+                assert!(witnessed(trace).contains(&name), "{target}");
+            }
+        }
+    }
+}
