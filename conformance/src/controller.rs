@@ -162,6 +162,19 @@ impl KafkaController {
             .map_err(|e| Refused(format!("heartbeat of broker {b}: {e}")))
     }
 
+    /// Lets `broker.session.timeout.ms` pass while every other unfenced broker heartbeats,
+    /// so that only `broker`'s session can expire; returns the brokers the controller fenced.
+    fn expire_session_of(&mut self, broker: BrokerId) -> Result<Vec<BrokerId>, Refused> {
+        self.now_ms += SESSION_TIMEOUT_MS + 1;
+        let others: Vec<BrokerId> = (0..self.brokers)
+            .filter(|&b| b != broker && !self.fenced(b))
+            .collect();
+        for b in others {
+            self.heartbeat(b, self.broker_epoch(b))?;
+        }
+        Ok(self.controller.tick(self.now_ms))
+    }
+
     fn fenced(&self, b: BrokerId) -> bool {
         !self.controller.image().is_live(b)
     }
@@ -231,14 +244,7 @@ impl ControllerDriver for KafkaController {
             // registration that succeeds, so the old session expires first (the other
             // unfenced brokers heartbeat meanwhile).
             if c.controller.session_alive(broker, c.now_ms) {
-                c.now_ms += SESSION_TIMEOUT_MS + 1;
-                let others: Vec<BrokerId> = (0..c.brokers)
-                    .filter(|&b| b != broker && !c.fenced(b))
-                    .collect();
-                for b in others {
-                    c.heartbeat(b, c.broker_epoch(b))?;
-                }
-                c.controller.tick(c.now_ms);
+                c.expire_session_of(broker)?;
             }
             epoch = c.register_incarnation(broker, previous)?;
             Ok(())
@@ -255,15 +261,7 @@ impl ControllerDriver for KafkaController {
         }
         let before = self.partition();
         self.atomically(|c| {
-            // Every other unfenced broker heartbeats; broker's session expires.
-            c.now_ms += SESSION_TIMEOUT_MS + 1;
-            let others: Vec<BrokerId> = (0..c.brokers)
-                .filter(|&b| b != broker && !c.fenced(b))
-                .collect();
-            for b in others {
-                c.heartbeat(b, c.broker_epoch(b))?;
-            }
-            let expired = c.controller.tick(c.now_ms);
+            let expired = c.expire_session_of(broker)?;
             if expired != [broker] {
                 return Err(Refused(format!("expired sessions {expired:?}")));
             }

@@ -38,8 +38,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use osprey_broker::quorum::{
-    Batch, Effect, FetchAnswer, FetchResponse, FetchResult, QuorumCore, QuorumState, ReplicaId,
-    Request, Role, VoteResponse,
+    Batch, Effect, FetchResponse, QuorumCore, QuorumState, ReplicaId, Request, Role, VoteResponse,
 };
 use osprey_model::kraft::trace::{KraftStateView, KraftTrace};
 use osprey_model::kraft::{KraftAction, KraftConfig};
@@ -322,22 +321,16 @@ impl Quorum {
         let answer = self.core(leader)?.handle_fetch(req);
         self.perform(leader.into())?;
         let log = &self.slots[leader as usize].log;
-        let resp = match answer {
-            FetchAnswer::Records {
-                epoch,
-                leader,
-                high_watermark,
-                from_offset,
-                up_to,
-            } => {
-                let range = from_offset.max(0) as usize..up_to.max(0) as usize;
-                let entries = log.get(range.clone()).ok_or_else(|| {
-                    format!(
-                        "voter {leader} answers offsets {range:?}, its log ends at {}",
-                        log.len()
-                    )
-                })?;
-                let batches = entries
+        let resp = answer.into_response(&req, |from, to| {
+            let range = from.max(0) as usize..to.max(0) as usize;
+            let entries = log.get(range.clone()).ok_or_else(|| {
+                format!(
+                    "voter {leader} answers offsets {range:?}, its log ends at {}",
+                    log.len()
+                )
+            })?;
+            Ok::<_, String>(
+                entries
                     .iter()
                     .zip(range.start..)
                     .map(|(&(record, epoch), o)| Batch {
@@ -346,46 +339,9 @@ impl Quorum {
                         epoch,
                         data: Bytes::copy_from_slice(&[record]),
                     })
-                    .collect();
-                FetchResponse {
-                    fetch_offset: req.fetch_offset,
-                    last_fetched_epoch: req.last_fetched_epoch,
-                    epoch,
-                    leader: Some(leader),
-                    high_watermark,
-                    result: FetchResult::Records(batches),
-                }
-            }
-            FetchAnswer::DivergingEpoch {
-                epoch,
-                leader,
-                high_watermark,
-                diverging_epoch,
-                end_offset,
-            } => FetchResponse {
-                fetch_offset: req.fetch_offset,
-                last_fetched_epoch: req.last_fetched_epoch,
-                epoch,
-                leader: Some(leader),
-                high_watermark,
-                result: FetchResult::DivergingEpoch {
-                    epoch: diverging_epoch,
-                    end_offset,
-                },
-            },
-            FetchAnswer::Error {
-                code,
-                epoch,
-                leader,
-            } => FetchResponse {
-                fetch_offset: req.fetch_offset,
-                last_fetched_epoch: req.last_fetched_epoch,
-                epoch,
-                leader,
-                high_watermark: -1,
-                result: FetchResult::Error(code),
-            },
-        };
+                    .collect(),
+            )
+        })?;
         self.fetch_responses[follower as usize] = Some(resp);
         Ok(())
     }

@@ -152,6 +152,61 @@ pub enum FetchAnswer {
     },
 }
 
+impl FetchAnswer {
+    /// The response the follower that sent `req` reads for this answer. The core keeps only
+    /// offsets and epochs, so the records of `[from, to)` come from `read`, over the leader's
+    /// stored log. Simulations and the conformance replay build responses this way; the
+    /// tokio driver writes the same fields into Kafka's FetchResponse.
+    pub fn into_response<E>(
+        self,
+        req: &FetchRequest,
+        read: impl FnOnce(i64, i64) -> Result<Vec<Batch>, E>,
+    ) -> Result<FetchResponse, E> {
+        let (epoch, leader, high_watermark, result) = match self {
+            FetchAnswer::Records {
+                epoch,
+                leader,
+                high_watermark,
+                from_offset,
+                up_to,
+            } => (
+                epoch,
+                Some(leader),
+                high_watermark,
+                FetchResult::Records(read(from_offset, up_to)?),
+            ),
+            FetchAnswer::DivergingEpoch {
+                epoch,
+                leader,
+                high_watermark,
+                diverging_epoch,
+                end_offset,
+            } => (
+                epoch,
+                Some(leader),
+                high_watermark,
+                FetchResult::DivergingEpoch {
+                    epoch: diverging_epoch,
+                    end_offset,
+                },
+            ),
+            FetchAnswer::Error {
+                code,
+                epoch,
+                leader,
+            } => (epoch, leader, -1, FetchResult::Error(code)),
+        };
+        Ok(FetchResponse {
+            fetch_offset: req.fetch_offset,
+            last_fetched_epoch: req.last_fetched_epoch,
+            epoch,
+            leader,
+            high_watermark,
+            result,
+        })
+    }
+}
+
 /// One record batch of the metadata log, as fetched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {

@@ -318,21 +318,10 @@ impl Sim {
                 }
                 let node = self.nodes.get_mut(&to).unwrap();
                 let answer = node.core.handle_fetch(req);
-                let resp = match answer {
-                    FetchAnswer::Records {
-                        epoch,
-                        leader,
-                        high_watermark,
-                        from_offset,
-                        up_to,
-                    } => FetchResponse {
-                        fetch_offset: req.fetch_offset,
-                        last_fetched_epoch: req.last_fetched_epoch,
-                        epoch,
-                        leader: Some(leader),
-                        high_watermark,
-                        result: FetchResult::Records(
-                            (from_offset..up_to)
+                let resp = answer
+                    .into_response(&req, |from, to| {
+                        Ok::<_, ()>(
+                            (from..to)
                                 .map(|o| {
                                     let (e, record) = node.log[o as usize];
                                     Batch {
@@ -343,38 +332,9 @@ impl Sim {
                                     }
                                 })
                                 .collect(),
-                        ),
-                    },
-                    FetchAnswer::DivergingEpoch {
-                        epoch,
-                        leader,
-                        high_watermark,
-                        diverging_epoch,
-                        end_offset,
-                    } => FetchResponse {
-                        fetch_offset: req.fetch_offset,
-                        last_fetched_epoch: req.last_fetched_epoch,
-                        epoch,
-                        leader: Some(leader),
-                        high_watermark,
-                        result: FetchResult::DivergingEpoch {
-                            epoch: diverging_epoch,
-                            end_offset,
-                        },
-                    },
-                    FetchAnswer::Error {
-                        code,
-                        epoch,
-                        leader,
-                    } => FetchResponse {
-                        fetch_offset: req.fetch_offset,
-                        last_fetched_epoch: req.last_fetched_epoch,
-                        epoch,
-                        leader,
-                        high_watermark: -1,
-                        result: FetchResult::Error(code),
-                    },
-                };
+                        )
+                    })
+                    .unwrap();
                 self.run_effects(to);
                 self.net.push(Msg::FetchResponse(from, resp));
             }

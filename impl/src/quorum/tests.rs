@@ -50,21 +50,10 @@ fn elected() -> (QuorumCore, QuorumCore, QuorumCore) {
 fn fetch_round(l: &mut QuorumCore, f: &mut QuorumCore) {
     let (_, req) = f.fetch_request().expect("a follower");
     let answer = l.handle_fetch(req);
-    let resp = match answer {
-        FetchAnswer::Records {
-            epoch,
-            leader,
-            high_watermark,
-            from_offset,
-            up_to,
-        } => FetchResponse {
-            fetch_offset: req.fetch_offset,
-            last_fetched_epoch: req.last_fetched_epoch,
-            epoch,
-            leader: Some(leader),
-            high_watermark,
-            result: FetchResult::Records(
-                (from_offset..up_to)
+    let resp = answer
+        .into_response(&req, |from, to| {
+            Ok::<_, ()>(
+                (from..to)
                     .map(|o| Batch {
                         base_offset: o,
                         last_offset: o,
@@ -72,38 +61,9 @@ fn fetch_round(l: &mut QuorumCore, f: &mut QuorumCore) {
                         data: bytes::Bytes::new(),
                     })
                     .collect(),
-            ),
-        },
-        FetchAnswer::DivergingEpoch {
-            epoch,
-            leader,
-            high_watermark,
-            diverging_epoch,
-            end_offset,
-        } => FetchResponse {
-            fetch_offset: req.fetch_offset,
-            last_fetched_epoch: req.last_fetched_epoch,
-            epoch,
-            leader: Some(leader),
-            high_watermark,
-            result: FetchResult::DivergingEpoch {
-                epoch: diverging_epoch,
-                end_offset,
-            },
-        },
-        FetchAnswer::Error {
-            code,
-            epoch,
-            leader,
-        } => FetchResponse {
-            fetch_offset: req.fetch_offset,
-            last_fetched_epoch: req.last_fetched_epoch,
-            epoch,
-            leader,
-            high_watermark: -1,
-            result: FetchResult::Error(code),
-        },
-    };
+            )
+        })
+        .unwrap();
     f.handle_fetch_response(resp);
     f.flushed(f.log().end_offset());
 }
@@ -484,31 +444,23 @@ fn a_late_fetch_answer_for_an_older_log_is_dropped() {
     let (_, first) = b.fetch_request().unwrap();
     let (_, second) = b.fetch_request().unwrap();
     assert_eq!(first, second);
-    let answer = |l: &mut QuorumCore, req: FetchRequest| match l.handle_fetch(req) {
-        FetchAnswer::Records {
-            epoch,
-            leader,
-            high_watermark,
-            from_offset,
-            up_to,
-        } => FetchResponse {
-            fetch_offset: req.fetch_offset,
-            last_fetched_epoch: req.last_fetched_epoch,
-            epoch,
-            leader: Some(leader),
-            high_watermark,
-            result: FetchResult::Records(
-                (from_offset..up_to)
-                    .map(|o| Batch {
-                        base_offset: o,
-                        last_offset: o,
-                        epoch: 1,
-                        data: bytes::Bytes::new(),
-                    })
-                    .collect(),
-            ),
-        },
-        other => panic!("unexpected {other:?}"),
+    let answer = |l: &mut QuorumCore, req: FetchRequest| {
+        let answer = l.handle_fetch(req);
+        assert!(matches!(answer, FetchAnswer::Records { .. }), "{answer:?}");
+        answer
+            .into_response(&req, |from, to| {
+                Ok::<_, ()>(
+                    (from..to)
+                        .map(|o| Batch {
+                            base_offset: o,
+                            last_offset: o,
+                            epoch: 1,
+                            data: bytes::Bytes::new(),
+                        })
+                        .collect(),
+                )
+            })
+            .unwrap()
     };
     let r1 = answer(&mut a, first);
     let r2 = answer(&mut a, second);
