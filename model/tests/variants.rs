@@ -62,6 +62,49 @@ fn symmetry_reduction_agrees_and_explores_fewer_states() {
     assert!(reduced.unique_states < plain.unique_states);
 }
 
+/// The reductions of the depth-first engine (canonical form, symmetry, eager steps) give the
+/// same verdict for every property as the plain breadth-first search, over configurations
+/// that take the reductions' side conditions both ways (min.insync.replicas 1 and 2, flush
+/// every and never, acks=1).
+#[test]
+fn reductions_agree_with_the_plain_search_on_every_property() {
+    let small = ModelConfig {
+        records: 1,
+        max_epoch: 1,
+        ..ModelConfig::default()
+    };
+    for config in [
+        ModelConfig { min_isr: 1, ..small },
+        ModelConfig {
+            flush: osprey_model::FlushPolicy::Every,
+            ..small
+        },
+        ModelConfig {
+            acks: osprey_model::AcksChoice::Both,
+            max_isr_changes: 1,
+            ..small
+        },
+    ] {
+        let plain = check_partition(config, &opts(), |_| {});
+        let reduced = check_partition(
+            config,
+            &CheckOptions {
+                engine: Engine::DfsSymmetry,
+                ..opts()
+            },
+            |_| {},
+        );
+        assert_eq!(plain.properties, reduced.properties, "{config:?}");
+        assert_eq!(plain.verdict, "ok", "{config:?}");
+        assert!(
+            reduced.unique_states < plain.unique_states,
+            "{config:?}: {} vs {}",
+            reduced.unique_states,
+            plain.unique_states
+        );
+    }
+}
+
 fn assert_variant_found(v: Variant) {
     let config = v.small_config();
     let report = check_partition(config, &opts(), |_| {});
