@@ -74,7 +74,10 @@ fn reductions_agree_with_the_plain_search_on_every_property() {
         ..ModelConfig::default()
     };
     for config in [
-        ModelConfig { min_isr: 1, ..small },
+        ModelConfig {
+            min_isr: 1,
+            ..small
+        },
         ModelConfig {
             flush: osprey_model::FlushPolicy::Every,
             ..small
