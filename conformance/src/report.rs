@@ -11,16 +11,21 @@ use serde::Serialize;
 use crate::generate::{sometimes_properties, witnessed};
 use crate::replay::{replay, Mismatch};
 
-/// One trace that did not replay cleanly.
+/// One trace that did not replay cleanly (`M`: the partition replay's or the KRaft replay's
+/// mismatch).
 #[derive(Debug, Clone, Serialize)]
-pub struct FileMismatch {
+pub struct FileMismatch<M = Mismatch> {
     pub file: PathBuf,
-    pub mismatch: Mismatch,
+    pub mismatch: M,
 }
 
-/// What replaying a corpus found; `osprey conformance --json` prints it.
+/// What replaying a corpus found; `osprey conformance --json` prints it (the KRaft corpus's
+/// under `kraft`).
 #[derive(Debug, Clone, Serialize)]
-pub struct CorpusReport {
+pub struct CorpusReport<M = Mismatch> {
+    /// Prefix of the rendered labels ("kraft " for the KRaft corpus).
+    #[serde(skip)]
+    pub label: &'static str,
     pub traces: usize,
     pub steps: usize,
     /// How many traces mismatched.
@@ -29,10 +34,57 @@ pub struct CorpusReport {
     pub coverage: BTreeMap<String, usize>,
     /// Sometimes-property → traces with a state that witnesses it (every property listed).
     pub witnesses: BTreeMap<String, usize>,
-    pub mismatch_details: Vec<FileMismatch>,
+    pub mismatch_details: Vec<FileMismatch<M>>,
 }
 
-impl CorpusReport {
+impl<M: std::fmt::Display> CorpusReport<M> {
+    /// An empty report over `traces` traces, listing every step kind and witness at 0.
+    pub fn new<'a>(
+        label: &'static str,
+        traces: usize,
+        kinds: impl IntoIterator<Item = &'a str>,
+        witnesses: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        CorpusReport {
+            label,
+            traces,
+            steps: 0,
+            mismatches: 0,
+            coverage: kinds.into_iter().map(|k| (k.to_string(), 0)).collect(),
+            witnesses: witnesses.into_iter().map(|w| (w.to_string(), 0)).collect(),
+            mismatch_details: Vec::new(),
+        }
+    }
+
+    /// Adds one replayed trace: its steps, the step kinds it takes, the witnesses it reaches,
+    /// and its mismatch if any.
+    pub fn record<'a>(
+        &mut self,
+        file: &Path,
+        steps: usize,
+        kinds: impl IntoIterator<Item = &'a str>,
+        witnessed: impl IntoIterator<Item = &'a str>,
+        mismatch: Option<M>,
+    ) {
+        self.steps += steps;
+        let mut kinds: Vec<&str> = kinds.into_iter().collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for k in kinds {
+            *self.coverage.entry(k.to_string()).or_default() += 1;
+        }
+        for w in witnessed {
+            *self.witnesses.entry(w.to_string()).or_default() += 1;
+        }
+        if let Some(mismatch) = mismatch {
+            self.mismatches += 1;
+            self.mismatch_details.push(FileMismatch {
+                file: file.to_path_buf(),
+                mismatch,
+            });
+        }
+    }
+
     /// Step kinds no trace exercises.
     pub fn uncovered_kinds(&self) -> Vec<&str> {
         self.coverage
@@ -42,24 +94,28 @@ impl CorpusReport {
             .collect()
     }
 
-    /// A readable summary with the coverage table and the first line of each mismatch.
+    /// A readable summary with the coverage table and each mismatch.
     pub fn render(&self) -> String {
+        let l = self.label;
         let mut out = format!(
-            "traces replayed: {}\nsteps: {}\nmismatches: {}\n\n",
+            "{l}traces replayed: {}\n{l}steps: {}\n{l}mismatches: {}\n\n",
             self.traces, self.steps, self.mismatches
         );
+        let kinds_label = format!("{l}step kind");
+        let witness_label = format!("{l}sometimes witness");
         let width = self
             .coverage
             .keys()
             .chain(self.witnesses.keys())
             .map(|k| k.len())
+            .chain([witness_label.len()])
             .max()
             .unwrap_or(0);
-        out.push_str(&format!("{:<width$}  traces\n", "step kind"));
+        out.push_str(&format!("{kinds_label:<width$}  traces\n"));
         for (k, n) in &self.coverage {
             out.push_str(&format!("{k:<width$}  {n}\n"));
         }
-        out.push_str(&format!("\n{:<width$}  traces\n", "sometimes witness"));
+        out.push_str(&format!("\n{witness_label:<width$}  traces\n"));
         for (k, n) in &self.witnesses {
             out.push_str(&format!("{k:<width$}  {n}\n"));
         }
@@ -112,36 +168,23 @@ pub fn read_json_dir(dir: &Path) -> Result<Vec<(PathBuf, serde_json::Value)>, St
 
 /// Replays every trace and gathers the report.
 pub fn replay_all(traces: &[(PathBuf, Trace)]) -> CorpusReport {
-    let mut report = CorpusReport {
-        traces: traces.len(),
-        steps: 0,
-        mismatches: 0,
-        coverage: Action::KINDS.iter().map(|k| (k.to_string(), 0)).collect(),
-        witnesses: sometimes_properties()
-            .iter()
-            .map(|p| (p.name.to_string(), 0))
-            .collect(),
-        mismatch_details: Vec::new(),
-    };
+    let witnesses = sometimes_properties();
+    let mut report = CorpusReport::new(
+        "",
+        traces.len(),
+        Action::KINDS,
+        witnesses.iter().map(|p| p.name),
+    );
     for (file, trace) in traces {
         let outcome = replay(trace);
-        report.steps += outcome.steps;
-        let mut kinds: Vec<&str> = trace.actions().iter().map(|a| a.kind()).collect();
-        kinds.sort_unstable();
-        kinds.dedup();
-        for k in kinds {
-            *report.coverage.entry(k.to_string()).or_default() += 1;
-        }
-        for w in witnessed(trace) {
-            *report.witnesses.entry(w.to_string()).or_default() += 1;
-        }
-        if let Some(m) = outcome.mismatch {
-            report.mismatches += 1;
-            report.mismatch_details.push(FileMismatch {
-                file: file.clone(),
-                mismatch: m,
-            });
-        }
+        let actions = trace.actions();
+        report.record(
+            file,
+            outcome.steps,
+            actions.iter().map(|a| a.kind()),
+            witnessed(trace),
+            outcome.mismatch,
+        );
     }
     report
 }
