@@ -3,6 +3,11 @@
 //! 2 s; metadata changes and partition leader elections keep working; no metadata record is
 //! lost; the killed controller returns and catches up with the leader's log. Run for three
 //! dedicated controllers with three brokers, and for three combined nodes.
+//!
+//! Snapshots (KIP-630): with a tiny snapshot interval and metadata segment size, a
+//! controller stopped while the leader's log start passes its log end catches up through
+//! the leader's snapshot, a broker started afterwards learns every topic from it, the
+//! leader's metadata log stays a few segments long, and a failover keeps everything.
 
 mod common;
 
@@ -39,11 +44,23 @@ fn osprey(args: &[&str]) -> std::process::Output {
 
 impl KraftCluster {
     fn up(controllers: usize, brokers: usize, combined: bool) -> KraftCluster {
+        let layout = if combined { 50 } else { 0 };
+        Self::up_with(controllers, brokers, combined, layout, &[])
+    }
+
+    /// `cluster up` with extra properties (`--set KEY=VALUE`) on every node; `layout` is
+    /// the port offset that keeps the tests of one run apart.
+    fn up_with(
+        controllers: usize,
+        brokers: usize,
+        combined: bool,
+        layout: u16,
+        set: &[&str],
+    ) -> KraftCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().display().to_string();
         // A base port from the pid spreads concurrent test runs, and the layout keeps the
-        // two tests of one run apart; retry on a busy range.
-        let layout = if combined { 50 } else { 0 };
+        // tests of one run apart; retry on a busy range.
         let mut base = 20_000 + (std::process::id() % 400) as u16 * 100 + layout;
         for _ in 0..10 {
             let b = base.to_string();
@@ -63,6 +80,9 @@ impl KraftCluster {
                 args.push("--combined");
             } else {
                 args.extend(["--controllers", &c]);
+            }
+            for kv in set {
+                args.extend(["--set", kv]);
             }
             let out = osprey(&args);
             if out.status.success() {
@@ -113,15 +133,45 @@ impl KraftCluster {
     }
 
     fn start(&self, id: i32) {
-        let out = osprey(&[
+        let out = self.try_start(id);
+        assert!(out.status.success(), "start {id}: {out:?}");
+    }
+
+    /// `osprey cluster start --node ID`, whatever its outcome.
+    fn try_start(&self, id: i32) -> std::process::Output {
+        osprey(&[
             "cluster",
             "start",
             "--node",
             &id.to_string(),
             "--dir",
             &self.dir(),
-        ]);
-        assert!(out.status.success(), "start {id}: {out:?}");
+        ])
+    }
+
+    /// `start`, retried while the node's port is still held by the killed process.
+    fn start_retrying(&self, id: i32) {
+        for _ in 0..20 {
+            let out = self.try_start(id);
+            if out.status.success() {
+                return;
+            }
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(err.contains("in use"), "start {id}: {err}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("node {id} did not start: its port stays in use");
+    }
+
+    /// The node's metadata log directory.
+    fn metadata_dir(&self, id: i32) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("node-{id}-data/__cluster_metadata-0"))
+    }
+
+    fn log_text(&self, id: i32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
     }
 
     fn log_tail(&self, id: i32) -> String {
@@ -158,6 +208,14 @@ impl KraftCluster {
     }
 
     /// The active controller as the controllers other than `except` report it.
+    /// The active controller's log end offset and controller `id`'s, as DescribeQuorum
+    /// reports them.
+    fn end_offsets_beside_the_leader(&self, id: i32) -> Option<(i64, i64)> {
+        let (leader, _, ends) = self.active_controller(None)?;
+        let end_of = |v: i32| ends.iter().find(|(r, _)| *r == v).map(|(_, e)| *e);
+        Some((end_of(leader)?, end_of(id)?))
+    }
+
     fn active_controller(&self, except: Option<i32>) -> Option<QuorumView> {
         self.controllers
             .iter()
@@ -321,9 +379,7 @@ fn failover(controllers: usize, combined: bool) {
         Duration::from_secs(15),
         "the restarted controller to catch up",
         || {
-            let (l, _, ends) = c.active_controller(None)?;
-            let leader_end = ends.iter().find(|(id, _)| *id == l)?.1;
-            let returned = ends.iter().find(|(id, _)| *id == leader)?.1;
+            let (leader_end, returned) = c.end_offsets_beside_the_leader(leader)?;
             (returned == leader_end && leader_end > 0).then_some(())
         },
     );
@@ -341,4 +397,184 @@ fn three_controllers_fail_over_within_two_seconds() {
 #[test]
 fn three_combined_nodes_fail_over_within_two_seconds() {
     failover(3, true);
+}
+
+/// The base offsets of a metadata log's segments, and its snapshot files.
+fn metadata_files(dir: &Path) -> (Vec<i64>, Vec<String>) {
+    let mut segments = Vec::new();
+    let mut snapshots = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(base) = name.strip_suffix(".log") {
+            segments.push(base.parse::<i64>().expect("a segment's base offset"));
+        } else if name.ends_with(".checkpoint") {
+            snapshots.push(name);
+        }
+    }
+    segments.sort_unstable();
+    snapshots.sort();
+    (segments, snapshots)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_controller_behind_the_log_start_catches_up_through_a_snapshot() {
+    const TOPICS: usize = 40;
+    let c = KraftCluster::up_with(
+        3,
+        2,
+        false,
+        25,
+        &[
+            "metadata.log.max.record.bytes.between.snapshots=2048",
+            "metadata.log.segment.bytes=4096",
+        ],
+    );
+    let (leader, _, _) = c.wait_for(Duration::from_secs(10), "an active controller", || {
+        c.active_controller(None)
+    });
+    let (_, broker_port) = c.brokers[0];
+    let broker = format!("127.0.0.1:{broker_port}");
+    let (late_broker, _) = c.brokers[1];
+    c.wait_for(Duration::from_secs(10), "two registered brokers", || {
+        let req = MetadataRequest::default().with_topics(None::<Vec<MetadataRequestTopic>>);
+        match send(&broker, 9, RequestKind::Metadata(req)) {
+            Ok(ResponseKind::Metadata(m)) if m.brokers.len() == 2 => Some(()),
+            _ => None,
+        }
+    });
+
+    // Stop a follower, then make the leader's log start pass its log end.
+    let (stopped, _) = *c
+        .controllers
+        .iter()
+        .find(|(id, _)| *id != leader)
+        .expect("a follower");
+    let stopped_end = c.wait_for(Duration::from_secs(10), "the follower's end offset", || {
+        let (_, _, ends) = c.active_controller(None)?;
+        ends.iter().find(|(id, _)| *id == stopped).map(|e| e.1)
+    });
+    c.kill(stopped);
+    for i in 0..TOPICS {
+        assert_eq!(
+            c.create_topic(&broker, &format!("snap-{i}"), 1, 1),
+            0,
+            "snap-{i}"
+        );
+    }
+    let leader_start = c.wait_for(
+        Duration::from_secs(10),
+        "the leader's log start to pass the stopped controller's log end",
+        || {
+            let (segments, snapshots) = metadata_files(&c.metadata_dir(leader));
+            let start = *segments.first()?;
+            (start > stopped_end && !snapshots.is_empty()).then_some(start)
+        },
+    );
+    eprintln!("controller {stopped} stopped at end offset {stopped_end}; leader {leader}'s log starts at {leader_start}");
+
+    // It returns and catches up through the leader's snapshot.
+    c.start_retrying(stopped);
+    c.wait_for(
+        Duration::from_secs(20),
+        "the returned controller to catch up through a snapshot",
+        || {
+            let (leader_end, returned) = c.end_offsets_beside_the_leader(stopped)?;
+            let (segments, snapshots) = metadata_files(&c.metadata_dir(stopped));
+            (returned == leader_end && *segments.first()? > 0 && !snapshots.is_empty())
+                .then_some(())
+        },
+    );
+    assert!(
+        c.log_text(stopped)
+            .contains("snapshot fetched from the leader installed"),
+        "{}",
+        c.log_tail(stopped)
+    );
+
+    // The active controller fails over; every topic survives and metadata still changes.
+    let (leader, _, _) = c.active_controller(None).expect("an active controller");
+    c.kill(leader);
+    let (new_leader, _, _) = c.wait_for(Duration::from_secs(5), "a new active controller", || {
+        c.active_controller(Some(leader))
+            .filter(|(l, _, _)| *l != leader)
+    });
+    assert_eq!(c.create_topic(&broker, "after-failover", 1, 1), 0);
+    let names = c.wait_for(
+        Duration::from_secs(10),
+        "every topic after the failover",
+        || {
+            let t = c.topics(&broker);
+            (t.len() == TOPICS + 1).then_some(t)
+        },
+    );
+    for i in 0..TOPICS {
+        assert!(
+            names.iter().any(|(n, _)| *n == format!("snap-{i}")),
+            "snap-{i} lost"
+        );
+    }
+
+    // The leader's metadata log stays a few segments long.
+    let (segments, snapshots) = metadata_files(&c.metadata_dir(new_leader));
+    eprintln!(
+        "leader {new_leader}: {} segments from offset {:?}, snapshots {snapshots:?}, {} bytes",
+        segments.len(),
+        segments.first(),
+        dir_bytes(&c.metadata_dir(new_leader))
+    );
+    assert!(segments.len() <= 4, "{segments:?}");
+    assert_eq!(
+        snapshots.len(),
+        1,
+        "older snapshots are deleted: {snapshots:?}"
+    );
+
+    // The killed leader restarts from its own latest snapshot and the log after it.
+    assert!(!metadata_files(&c.metadata_dir(leader)).1.is_empty());
+    c.start_retrying(leader);
+    c.wait_for(
+        Duration::from_secs(20),
+        "the old leader to restart from its snapshot and catch up",
+        || {
+            let (leader_end, returned) = c.end_offsets_beside_the_leader(leader)?;
+            (returned == leader_end).then_some(())
+        },
+    );
+    let text = c.log_text(leader);
+    let restart = text
+        .lines()
+        .rfind(|l| l.contains("quorum voter starting"))
+        .unwrap_or_default();
+    assert!(restart.contains("snapshot=Some"), "{restart}");
+
+    // A broker started after the log start moved learns every topic from the snapshot.
+    c.kill(late_broker);
+    c.start_retrying(late_broker);
+    let late = c
+        .brokers
+        .iter()
+        .find(|(id, _)| *id == late_broker)
+        .map(|(_, p)| format!("127.0.0.1:{p}"))
+        .expect("the late broker");
+    c.wait_for(
+        Duration::from_secs(20),
+        "the restarted broker to learn every topic",
+        || (c.topics(&late).len() == TOPICS + 1).then_some(()),
+    );
+    assert!(
+        c.log_text(late_broker)
+            .contains("metadata image loaded from the controller's snapshot"),
+        "{}",
+        c.log_tail(late_broker)
+    );
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use osprey_model::properties;
 use osprey_model::trace::Trace;
 use osprey_model::{Action, ModelConfig, PartitionModel, PartitionState};
-use stateright::Expectation;
+use stateright::{Expectation, Model, Property};
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-mixed PRNG; good enough to pick
 /// steps, and reproducible from one `u64` seed.
@@ -104,16 +104,33 @@ pub fn walk_configs() -> Vec<ModelConfig> {
 /// `count` random walks, the i-th with configuration `walk_configs()[i % len]`, all from
 /// one generator seeded with `seed`.
 pub fn random_walks(count: usize, max_depth: usize, seed: u64) -> Vec<Trace> {
-    let configs = walk_configs();
+    walks_over(&walk_configs(), count, seed, |c, rng| {
+        random_walk(c, max_depth, rng)
+    })
+}
+
+/// `count` walks, the i-th taken by `walk` with `configs[i % len]`, all from one generator
+/// seeded with `seed` (for either model).
+pub fn walks_over<C: Copy, T>(
+    configs: &[C],
+    count: usize,
+    seed: u64,
+    mut walk: impl FnMut(C, &mut SplitMix64) -> T,
+) -> Vec<T> {
     let mut rng = SplitMix64::new(seed);
     (0..count)
-        .map(|i| random_walk(configs[i % configs.len()], max_depth, &mut rng))
+        .map(|i| walk(configs[i % configs.len()], &mut rng))
         .collect()
 }
 
 /// The model's sometimes-properties, by name.
 pub fn sometimes_properties() -> Vec<stateright::Property<PartitionModel>> {
-    properties::all()
+    sometimes_of(properties::all())
+}
+
+/// The sometimes-properties among `properties`, in order (for either model).
+pub fn sometimes_of<M: Model>(properties: Vec<Property<M>>) -> Vec<Property<M>> {
+    properties
         .into_iter()
         .filter(|p| p.expectation == Expectation::Sometimes)
         .collect()
@@ -122,16 +139,30 @@ pub fn sometimes_properties() -> Vec<stateright::Property<PartitionModel>> {
 /// The names of the sometimes-properties some state of `trace` witnesses.
 pub fn witnessed(trace: &Trace) -> Vec<&'static str> {
     let model = PartitionModel::new(trace.config);
-    let mut states = vec![model.initial_state()];
-    for a in trace.actions() {
-        match model.step(states.last().expect("non-empty"), a) {
+    witnessed_along(&model, model.initial_state(), trace.actions(), |s, a| {
+        model.step(s, a)
+    })
+}
+
+/// The names of `model`'s sometimes-properties that some state of a run witnesses: the run
+/// starts at `init` and takes `actions` by `step` (the model's own steps, eager ones listed
+/// as steps, as traces list them) while they are enabled.
+pub fn witnessed_along<M: Model>(
+    model: &M,
+    init: M::State,
+    actions: impl IntoIterator<Item = M::Action>,
+    step: impl Fn(&M::State, M::Action) -> Option<M::State>,
+) -> Vec<&'static str> {
+    let mut states = vec![init];
+    for a in actions {
+        match step(states.last().expect("non-empty"), a) {
             Some(n) => states.push(n),
             None => break,
         }
     }
-    sometimes_properties()
+    sometimes_of(model.properties())
         .into_iter()
-        .filter(|p| states.iter().any(|s| (p.condition)(&model, s)))
+        .filter(|p| states.iter().any(|s| (p.condition)(model, s)))
         .map(|p| p.name)
         .collect()
 }

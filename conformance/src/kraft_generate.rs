@@ -7,9 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use osprey_model::kraft::properties;
 use osprey_model::kraft::trace::KraftTrace;
 use osprey_model::kraft::{KraftAction, KraftConfig, KraftModel, KraftState};
-use stateright::Expectation;
 
-use crate::generate::SplitMix64;
+use crate::generate::{sometimes_of, walks_over, witnessed_along, SplitMix64};
 
 /// Every step kind of the KRaft model, as `kind` names them.
 pub const KINDS: [&str; 10] = [
@@ -134,36 +133,22 @@ pub fn walk_configs() -> Vec<KraftConfig> {
 /// `count` random walks, the i-th with configuration `walk_configs()[i % len]`, all from
 /// one generator seeded with `seed`.
 pub fn random_walks(count: usize, max_depth: usize, seed: u64) -> Vec<KraftTrace> {
-    let configs = walk_configs();
-    let mut rng = SplitMix64::new(seed);
-    (0..count)
-        .map(|i| random_walk(configs[i % configs.len()], max_depth, &mut rng))
-        .collect()
+    walks_over(&walk_configs(), count, seed, |c, rng| {
+        random_walk(c, max_depth, rng)
+    })
 }
 
 /// The model's sometimes-properties (LeaderElected, LeaderFailover, RecordCommitted).
 pub fn sometimes_properties() -> Vec<stateright::Property<KraftModel>> {
-    properties::all()
-        .into_iter()
-        .filter(|p| p.expectation == Expectation::Sometimes)
-        .collect()
+    sometimes_of(properties::all())
 }
 
 /// The names of the sometimes-properties some state of `trace` witnesses.
 pub fn witnessed(trace: &KraftTrace) -> Vec<&'static str> {
     let model = KraftModel::new(trace.config);
-    let mut states = vec![model.initial_state()];
-    for a in trace.actions() {
-        match model.step(states.last().expect("non-empty"), a) {
-            Some(n) => states.push(n),
-            None => break,
-        }
-    }
-    sometimes_properties()
-        .into_iter()
-        .filter(|p| states.iter().any(|s| (p.condition)(&model, s)))
-        .map(|p| p.name)
-        .collect()
+    witnessed_along(&model, model.initial_state(), trace.actions(), |s, a| {
+        model.step(s, a)
+    })
 }
 
 /// Shortest traces (breadth-first, default bounds) that take each step kind and reach each

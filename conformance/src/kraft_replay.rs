@@ -427,6 +427,12 @@ impl Quorum {
                 }
             }
             Effect::SetTimer(_) => {}
+            // The model has no snapshots; the replayed voters never take one.
+            Effect::InstallSnapshot(id) => {
+                return Err(format!(
+                    "voter {v} installs snapshot {id:?}, which the model has not"
+                ));
+            }
         }
         Ok(())
     }

@@ -597,10 +597,16 @@ pub struct ReplayOutcome {
     pub mismatch: Option<Mismatch>,
 }
 
-/// Replays `trace` on a fresh [`Cluster`], comparing the abstraction with the model's
-/// recorded state after the initial state and after every step. Stops at the first mismatch.
-pub fn replay(trace: &Trace) -> ReplayOutcome {
-    let fail = |step: usize, action, reason: String, model, broker, diff| ReplayOutcome {
+/// The outcome of a replay that stopped at a mismatch at `step`: the steps before it matched.
+fn fail(
+    step: usize,
+    action: Option<Action>,
+    reason: String,
+    model: Option<StateView>,
+    broker: Option<StateView>,
+    diff: Vec<String>,
+) -> ReplayOutcome {
+    ReplayOutcome {
         steps: step.saturating_sub(1),
         mismatch: Some(Mismatch {
             step,
@@ -610,7 +616,12 @@ pub fn replay(trace: &Trace) -> ReplayOutcome {
             model,
             broker,
         }),
-    };
+    }
+}
+
+/// Replays `trace` on a fresh [`Cluster`], comparing the abstraction with the model's
+/// recorded state after the initial state and after every step. Stops at the first mismatch.
+pub fn replay(trace: &Trace) -> ReplayOutcome {
     if let Some(v) = trace.config.variant {
         return fail(
             0,
@@ -630,17 +641,6 @@ pub fn replay(trace: &Trace) -> ReplayOutcome {
 /// bounds and no flaw, and on the faulty broker with its fault.
 pub fn replay_on(trace: &Trace, broker_config: ModelConfig, fault: Option<Fault>) -> ReplayOutcome {
     let mut steps = 0;
-    let fail = |step: usize, action, reason: String, model, broker, diff| ReplayOutcome {
-        steps: step.saturating_sub(1),
-        mismatch: Some(Mismatch {
-            step,
-            action,
-            reason,
-            diff,
-            model,
-            broker,
-        }),
-    };
     let mut cluster = match Cluster::with_fault(broker_config, fault) {
         Ok(c) => c,
         Err(e) => return fail(0, None, e, None, None, vec![]),

@@ -133,6 +133,7 @@ pub fn api_key_of(request: &RequestKind) -> anyhow::Result<ApiKey> {
         RequestKind::BeginQuorumEpoch(_) => ApiKey::BeginQuorumEpoch,
         RequestKind::EndQuorumEpoch(_) => ApiKey::EndQuorumEpoch,
         RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
+        RequestKind::FetchSnapshot(_) => ApiKey::FetchSnapshot,
         other => bail!("the client does not send {other:?}"),
     })
 }

@@ -98,6 +98,15 @@ pub struct NodeConfig {
     /// leader for this long (plus up to the election timeout, at random) stands for
     /// election. Kafka's default is 2000; Osprey's 500.
     pub controller_quorum_fetch_timeout_ms: u64,
+    /// `metadata.log.segment.bytes`: the metadata log's segment size. Segments wholly
+    /// below the latest snapshot are deleted, so this bounds what a snapshot can free.
+    /// Kafka's default is 1 GiB (with a floor of 8 MiB); Osprey accepts down to 1024 so
+    /// that tests see segments go.
+    pub metadata_log_segment_bytes: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: a node writes a new snapshot of
+    /// its committed metadata once this many bytes of record batches have been committed
+    /// since its last one (Kafka's default 20 MiB).
+    pub metadata_log_max_record_bytes_between_snapshots: u64,
     pub broker_session_timeout_ms: u64,
     pub socket_request_max_bytes: usize,
     pub group_initial_rebalance_delay_ms: u64,
@@ -143,6 +152,8 @@ impl Default for NodeConfig {
             broker_heartbeat_interval_ms: 2_000,
             controller_quorum_election_timeout_ms: 400,
             controller_quorum_fetch_timeout_ms: 500,
+            metadata_log_segment_bytes: 1 << 30,
+            metadata_log_max_record_bytes_between_snapshots: 20 * 1024 * 1024,
             broker_session_timeout_ms: 9_000,
             socket_request_max_bytes: 100 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3_000,
@@ -295,6 +306,16 @@ impl NodeConfig {
                     return Err(invalid("must be at least 1024"));
                 }
                 self.log_segment_bytes = b;
+            }
+            "metadata.log.segment.bytes" => {
+                let b: u64 = parse_positive(key, value)?;
+                if b < 1024 {
+                    return Err(invalid("must be at least 1024"));
+                }
+                self.metadata_log_segment_bytes = b.min(i32::MAX as u64);
+            }
+            "metadata.log.max.record.bytes.between.snapshots" => {
+                self.metadata_log_max_record_bytes_between_snapshots = parse_positive(key, value)?
             }
             "log.flush.interval.messages" => {
                 self.log_flush_interval_messages = Some(parse_positive(key, value)?)

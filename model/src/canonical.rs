@@ -69,11 +69,13 @@ pub fn erase_unobservable(s: &mut PartitionState) {
         r.is_leader(b as BrokerId).then_some(r.leader_epoch)
     });
     let c = s.controller;
-    for z in 0..n {
-        if doomed_proposal_unobservable(s, z as BrokerId) {
-            let r = &mut s.brokers[z];
-            r.pending_isr = None;
-            r.pending_added_broker_epoch = 0;
+    let frozen: [bool; MAX_BROKERS] =
+        std::array::from_fn(|z| z < n && frozen_zombie(s, z as BrokerId));
+    for (z, &is_frozen) in frozen.iter().enumerate().take(n) {
+        if is_frozen {
+            erase_frozen_zombie(s, z as BrokerId);
+        } else if s.brokers[z].is_leader(z as BrokerId) {
+            erase_unjoinable_follower_ends(s, z as BrokerId);
         }
     }
     // A sticky witness flag: no step and no always-property reads it; only the sometimes
@@ -150,30 +152,37 @@ pub fn erase_unobservable(s: &mut PartitionState) {
     }
 }
 
-/// Whether broker `z` is a zombie leader nobody fetches from, with a doomed ISR proposal
-/// pending that no step and no property can observe.
+/// Whether broker `z` is a *frozen zombie*: a leader, in its own view, of an epoch that is
+/// no longer the controller's, that nobody fetches from and whose high watermark can never
+/// move again. Everything it knows only as a leader is then unobservable
+/// ([`erase_frozen_zombie`]).
 ///
-/// A zombie leads, in its own view, an epoch that is not the controller's. The controller's
-/// leader epoch only grows, so its AlterPartition will be refused for a stale leader epoch,
-/// which changes nothing (Kafka's leader waits for metadata): the proposal stays pending
-/// until BecomeLeader, BecomeFollower or Crash clears it, each of which resets every
-/// leader-only field whatever it held. Nobody fetches from it: no live broker follows it in
-/// its epoch, and none ever will (brokers only learn the controller's current leader and
-/// epoch), so its followers' log end offsets are frozen. What the proposal could still
-/// change is the high watermark, through the maximal ISR it enters; but that is frozen too
-/// when the committed ISR is below min.insync.replicas (KIP-966), when another member's end
-/// was never learned (the maximal ISR holds it too), or when it has another member and the
-/// high watermark already reaches the smallest of their ends (or the log end): a produce only raises the log end, above every follower's end,
-/// and a proposal of a subset of the ISR leaves the maximal ISR as it is. So the state with
-/// the proposal and the state without it (which may propose again, back into the same
-/// class) take the same steps to related states, and every property, which never reads a
-/// proposal, gives them the same verdict. Off where the proposal is read otherwise
-/// ([`Scope::zombie_proposal_unobservable`]).
-fn doomed_proposal_unobservable(s: &PartitionState, z: BrokerId) -> bool {
+/// Each clause is stable until `z` itself takes BecomeLeader, BecomeFollower or Crash, each
+/// of which resets every leader-only field whatever it held:
+/// - **Zombie.** The controller's leader epoch only grows and every change of leader bumps
+///   it, so once the controller's (leader, leader epoch) is not `z`'s, it never is again;
+///   `z`'s AlterPartition is then refused for a stale leader epoch, which changes nothing
+///   (Kafka's leader keeps the change pending and waits for metadata), so its committed ISR
+///   and partition epoch are frozen and a pending proposal is never answered.
+/// - **Nobody fetches from it.** No live broker follows `z` in its epoch, and none ever will:
+///   brokers only learn the controller's current leader and epoch. So the followers' log end
+///   offsets it knows are frozen.
+/// - **Its high watermark is frozen.** The high watermark is the least log end offset over the
+///   maximal ISR (committed ∪ proposed), and only moves while the committed ISR has
+///   min.insync.replicas members (KIP-966). It is frozen when the committed ISR is below
+///   min.insync.replicas; or when another member's end was never learned; or when it has
+///   other members and already reaches the least of their (frozen) ends. A produce raises
+///   only the log end, which is never below a follower's end; a new proposal only adds
+///   members to the maximal ISR (a shrink proposes a subset of the committed ISR), which
+///   keeps every clause true.
+///
+/// Off where a zombie's proposal is read otherwise ([`Scope::zombie_proposal_unobservable`]:
+/// under eager-isr-shrink the high watermark reads the proposal alone, and under
+/// unfenced-truncation fetches ignore the leader epoch).
+fn frozen_zombie(s: &PartitionState, z: BrokerId) -> bool {
     let r = &s.brokers[z as usize];
     let c = &s.controller;
     if !s.scope.zombie_proposal_unobservable
-        || r.pending_isr.is_none()
         || !r.is_leader(z)
         || (c.leader == z && c.leader_epoch == r.leader_epoch)
     {
@@ -190,20 +199,107 @@ fn doomed_proposal_unobservable(s: &PartitionState, z: BrokerId) -> bool {
     if s.scope.hw_stops_below_min_isr && r.isr.len() < s.scope.min_isr as usize {
         return true;
     }
-    let mut others = r.isr.without(z).iter().peekable();
+    let mut others = r.maximal_isr().without(z).iter().peekable();
     if others.peek().is_none() {
+        // A leader alone in its ISR advances its high watermark with every produce.
         return false;
     }
-    let mut reach = r.log_end_offset();
+    let mut least = Offset::MAX;
     for m in others {
         let end = r.follower_end_offset[m as usize];
         if end == UNKNOWN_OFFSET {
-            // Never learned: the high watermark cannot move, with or without the proposal.
+            // Never learned: the high watermark cannot move.
             return true;
         }
-        reach = reach.min(end);
+        least = least.min(end);
     }
-    r.high_watermark >= reach
+    r.high_watermark >= least
+}
+
+/// Erases what a frozen zombie ([`frozen_zombie`]) knows only as a leader, keeping what its
+/// own remaining steps and the properties read.
+///
+/// While it stays frozen, its leader-only fields are read only by steps whose effects are
+/// themselves unobservable: the high watermark computation (which cannot move), its ISR
+/// proposals (whose only effect is the proposal, erased here: the state with a proposal and
+/// the state without it, which may propose again, fall in the same class) and its
+/// AlterPartition (never a step: it is stale). Its Produce reads one bit of its committed ISR,
+/// whether it is below min.insync.replicas (an acks=all produce is then refused), which is
+/// kept. A produce waiting in its purgatory is never acknowledged (that needs the high
+/// watermark to pass it) and fails when the zombie learns new metadata or crashes, and no
+/// property reads a pending produce (NoCommittedWriteLoss reads acknowledged ones, the
+/// producer only whether a record was sent): it is recorded as failed at once. Its log,
+/// flushed prefix, high watermark, epoch cache and leader epoch stay: they outlive the
+/// zombie's leadership (a zombie elected again keeps its log) and the properties read them.
+/// BecomeLeader, BecomeFollower and Crash overwrite every erased field without reading it.
+///
+/// So two states whose canonical forms agree differ only in fields no step or property reads
+/// while the zombie stays frozen, and take the same steps to states whose canonical forms
+/// agree (a proposal step may stutter). The erased form marks the zombie (a pending proposal
+/// of nobody, which no step makes), so it never equals the form of a state where it is not
+/// frozen.
+fn erase_frozen_zombie(s: &mut PartitionState, z: BrokerId) {
+    let n = s.scope.brokers as usize;
+    let min_isr = s.scope.min_isr as usize;
+    let r = &mut s.brokers[z as usize];
+    r.isr = if r.isr.len() < min_isr {
+        BrokerSet::EMPTY
+    } else {
+        BrokerSet::all(n)
+    };
+    r.pending_isr = Some(BrokerSet::EMPTY);
+    r.pending_added_broker_epoch = 0;
+    r.partition_epoch = 0;
+    r.follower_end_offset = [UNKNOWN_OFFSET; MAX_BROKERS];
+    r.follower_broker_epoch = [0; MAX_BROKERS];
+    for st in s.ghost.records.iter_mut() {
+        if matches!(*st, RecordStatus::Pending { leader, .. } if leader == z) {
+            *st = RecordStatus::Failed;
+        }
+    }
+}
+
+/// Forgets the log end offsets leader `l` knows of followers outside its maximal ISR that
+/// are below the bar for joining it.
+///
+/// A follower's end, as the leader last learned it from a Fetch, is read by the high
+/// watermark (only for members of the maximal ISR), by ProposeIsrShrink (only for members of
+/// the committed ISR, a subset of the maximal one) and by ProposeIsrExpand, which needs it at
+/// or above the leader's high watermark and, with KAFKA-7128's guard, at or above the start
+/// of the leader's epoch. Both bars only rise while `l` leads in its epoch: the high
+/// watermark never moves back, and the epoch's start is fixed when `l` becomes leader (or,
+/// if its cache has no entry for the epoch, is the log end, which only grows). So an end
+/// below the bar can never let the follower join; until a Fetch overwrites it (with the same
+/// value in both states), or BecomeLeader, BecomeFollower or Crash resets it, it is as good
+/// as an end never learned, and the broker epoch that Fetch recorded with it is read only by
+/// an expansion. A follower outside the maximal ISR can enter it only by such an expansion,
+/// or by BecomeLeader in the same epoch copying the controller's ISR, which is excluded here
+/// when the controller's ISR holds the follower. No property reads a leader's view of its
+/// followers.
+fn erase_unjoinable_follower_ends(s: &mut PartitionState, l: BrokerId) {
+    let n = s.scope.brokers as usize;
+    let c = s.controller;
+    let guard = s.scope.expand_guard;
+    let r = &mut s.brokers[l as usize];
+    let current = c.leader == l && c.leader_epoch == r.leader_epoch;
+    let members = r.maximal_isr();
+    let bar = if guard {
+        r.high_watermark.max(r.epoch_start_offset())
+    } else {
+        r.high_watermark
+    };
+    for f in 0..n as BrokerId {
+        let end = r.follower_end_offset[f as usize];
+        if f != l
+            && !members.contains(f)
+            && !(current && c.isr.contains(f))
+            && end != UNKNOWN_OFFSET
+            && end < bar
+        {
+            r.follower_end_offset[f as usize] = UNKNOWN_OFFSET;
+            r.follower_broker_epoch[f as usize] = 0;
+        }
+    }
 }
 
 /// The largest packed encoding: every broker, the controller and the ghost variables.

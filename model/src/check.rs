@@ -103,6 +103,30 @@ impl Counterexample for Trace {
     }
 }
 
+/// Reports progress until the checker is done, then joins its threads. Polls after 1 ms,
+/// then doubling up to every 100 ms: a long check reports ten times a second, and a short
+/// one (the criterion bench's) is not rounded up to the polling period.
+pub fn wait_for_checker<M: Model>(
+    checker: &mut (dyn Checker<M> + Send + Sync),
+    start: Instant,
+    on_progress: &mut impl FnMut(Progress),
+) {
+    let mut pause = Duration::from_millis(1);
+    while !checker.is_done() {
+        on_progress(Progress {
+            unique_states: checker.unique_state_count(),
+            total_states: checker.state_count(),
+            max_depth: checker.max_depth(),
+            elapsed: start.elapsed(),
+        });
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+    for h in checker.handles() {
+        let _ = h.join();
+    }
+}
+
 /// Checks the partition model within `config`'s bounds.
 pub fn check_partition(
     config: ModelConfig,
@@ -120,19 +144,8 @@ pub fn check_partition(
         Engine::Bfs => Box::new(builder.spawn_bfs()),
         Engine::DfsSymmetry => Box::new(builder.symmetry().spawn_dfs()),
     };
-    while !checker.is_done() {
-        on_progress(Progress {
-            unique_states: checker.unique_state_count(),
-            total_states: checker.state_count(),
-            max_depth: checker.max_depth(),
-            elapsed: start.elapsed(),
-        });
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let mut checker = checker;
-    for h in checker.handles() {
-        let _ = h.join();
-    }
+    wait_for_checker(checker.as_mut(), start, &mut on_progress);
     let elapsed = start.elapsed();
     let discoveries = checker.discoveries();
     let mut verdicts = Vec::new();

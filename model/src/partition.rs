@@ -83,6 +83,7 @@ impl PartitionModel {
                     && !self.config.is(Variant::UnfencedTruncation),
                 min_isr: self.config.min_isr,
                 hw_stops_below_min_isr: !self.config.is(Variant::LastReplicaStanding),
+                expand_guard: !self.config.is(Variant::NoExpandGuard),
             },
         }
     }

@@ -202,14 +202,18 @@ pub struct Scope {
     /// Whether the leader epoch of a broker that follows no leader is unobservable (every
     /// configuration but the hw-truncation variant, where BecomeFollower truncates).
     pub offline_epoch_unobservable: bool,
-    /// Whether a doomed ISR proposal of a zombie leader nobody fetches from is unobservable
-    /// (`canonical::erase_unobservable`): off under eager-isr-shrink, whose high watermark
-    /// reads the proposal, and under unfenced-truncation, whose fetches ignore epochs.
+    /// Whether what a frozen zombie leader knows only as a leader is unobservable
+    /// (`canonical::frozen_zombie`): off under eager-isr-shrink, whose high watermark reads
+    /// the proposal alone, and under unfenced-truncation, whose fetches ignore epochs.
     pub zombie_proposal_unobservable: bool,
     /// min.insync.replicas, and whether the high watermark stops below it (KIP-966; not
     /// under last-replica-standing): when a zombie's high watermark is frozen.
     pub min_isr: u8,
     pub hw_stops_below_min_isr: bool,
+    /// Whether a follower must reach the start of the leader's epoch to join the ISR
+    /// (KAFKA-7128; off under no-expand-guard): part of the bar below which a follower's
+    /// known end is erased (`canonical::erase_unjoinable_follower_ends`).
+    pub expand_guard: bool,
 }
 
 /// A state of the partition model.

@@ -167,6 +167,14 @@ fn sort_key(s: &PartitionState, b: BrokerId) -> [u8; KEY_BYTES] {
 /// accordingly: leaders, ISR and ELR sets, fenced set, the leaders' per-follower views, the
 /// in-flight responses, and the ghost variables.
 pub fn renamed(s: &PartitionState, order: &[BrokerId; MAX_BROKERS]) -> PartitionState {
+    if order
+        .iter()
+        .enumerate()
+        .all(|(new, &old)| new == old as usize)
+    {
+        return *s;
+    }
+    let n = s.scope.brokers as usize;
     let mut map = [0u8; MAX_BROKERS];
     for (new, &old) in order.iter().enumerate() {
         map[old as usize] = new as u8;
@@ -180,14 +188,17 @@ pub fn renamed(s: &PartitionState, order: &[BrokerId; MAX_BROKERS]) -> Partition
         }
     };
     let mut out = *s;
-    for (new, &old) in order.iter().enumerate() {
+    // Brokers at or above `n` keep their ids and their (initial, never changing) state.
+    for (new, &old) in order[..n].iter().enumerate() {
         let mut r = s.brokers[old as usize];
         r.leader = rename(r.leader);
         r.isr = r.isr.permuted(&map);
         r.pending_isr = r.pending_isr.map(|p| p.permuted(&map));
         let mut ends = [0; MAX_BROKERS];
         let mut epochs = [0; MAX_BROKERS];
-        for o in 0..MAX_BROKERS {
+        ends[n..].copy_from_slice(&r.follower_end_offset[n..]);
+        epochs[n..].copy_from_slice(&r.follower_broker_epoch[n..]);
+        for o in 0..n {
             ends[map[o] as usize] = r.follower_end_offset[o];
             epochs[map[o] as usize] = r.follower_broker_epoch[o];
         }

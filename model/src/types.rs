@@ -60,8 +60,18 @@ impl BrokerSet {
     pub fn is_subset(self, o: Self) -> bool {
         self.0 & !o.0 == 0
     }
+    /// The members in increasing order (one step per member, not per possible id: the
+    /// checker iterates sets in every transition).
     pub fn iter(self) -> impl Iterator<Item = BrokerId> {
-        (0..8u8).filter(move |b| self.contains(*b))
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let b = rest.trailing_zeros() as BrokerId;
+            rest &= rest - 1;
+            Some(b)
+        })
     }
     /// The set with every member renamed through `map` (used by symmetry reduction).
     pub fn permuted(self, map: &[BrokerId; MAX_BROKERS]) -> Self {

@@ -147,3 +147,85 @@ fn the_reduced_state_space_does_not_depend_on_the_search_order() {
     assert_eq!(a, b);
     assert!(a > 10_000, "{a}");
 }
+
+/// Broker 0 led epoch 0; the controller moved leadership to broker 1 and both other brokers
+/// learned it, so nobody fetches from broker 0 in epoch 0 and its high watermark cannot move
+/// (it never learned its followers' ends). A produce it takes is never acknowledged.
+fn frozen_zombie_state(model: &PartitionModel) -> PartitionState {
+    use osprey_model::Action::*;
+    run(
+        model,
+        &[
+            MoveLeader { to: 1 },
+            BecomeLeader { broker: 1 },
+            BecomeFollower { broker: 2 },
+            Produce {
+                leader: 0,
+                acks_all: true,
+            },
+        ],
+    )
+}
+
+/// The state `actions` lead to from the initial state, each of them enabled.
+fn run(model: &PartitionModel, actions: &[osprey_model::Action]) -> PartitionState {
+    actions.iter().fold(model.initial_state(), |s, a| {
+        model
+            .step(&s, *a)
+            .unwrap_or_else(|| panic!("{a:?} is enabled"))
+    })
+}
+
+#[test]
+fn a_frozen_zombie_is_known_only_by_what_outlives_its_leadership() {
+    use osprey_model::state::RecordStatus;
+    use osprey_model::types::BrokerSet;
+    let model = PartitionModel::new(ModelConfig::default());
+    let s = frozen_zombie_state(&model);
+    assert!(s.replica(0).is_leader(0));
+    assert!(matches!(
+        s.ghost.records[0],
+        RecordStatus::Pending { leader: 0, .. }
+    ));
+    // Its pending produce, ISR proposal and followers' ends are unobservable: states that
+    // differ in them have the same representative.
+    let mut t = s;
+    t.ghost.records[0] = RecordStatus::Failed;
+    t.replica_mut(0).pending_isr = Some(BrokerSet::all(3).without(2));
+    t.replica_mut(0).follower_end_offset[2] = 0;
+    t.replica_mut(0).follower_broker_epoch[2] = 0;
+    assert_eq!(s.representative(), t.representative());
+    // Its log is not: it outlives the leadership (broker 0 may be elected again with it).
+    let mut u = s;
+    u.replica_mut(0).log.truncate(0);
+    u.replica_mut(0).epoch_cache.truncate_from_end(0);
+    assert_ne!(s.representative(), u.representative());
+    // Nor is whether its ISR is below min.insync.replicas (its next produce is refused).
+    let mut v = s;
+    v.replica_mut(0).isr = BrokerSet::single(0);
+    assert_ne!(s.representative(), v.representative());
+}
+
+#[test]
+fn a_zombie_someone_still_fetches_from_is_not_frozen() {
+    use osprey_model::state::RecordStatus;
+    use osprey_model::Action::*;
+    let model = PartitionModel::new(ModelConfig::default());
+    let s = run(
+        &model,
+        &[
+            MoveLeader { to: 1 },
+            BecomeLeader { broker: 1 },
+            Produce {
+                leader: 0,
+                acks_all: true,
+            },
+        ],
+    );
+    // Broker 2 still follows broker 0 in epoch 0, and its fetches still reach broker 0 and
+    // change what broker 0 knows: the zombie is not frozen, and its pending produce is kept.
+    let mut t = s;
+    t.ghost.records[0] = RecordStatus::Failed;
+    assert_ne!(s.representative(), t.representative());
+    assert!(model.step(&s, Fetch { follower: 2 }).is_some());
+}

@@ -71,6 +71,10 @@ pub struct UpArgs {
     /// The executable run as `EXE broker --config FILE` for each node (default: this one).
     #[arg(long, hide = true)]
     pub node_exe: Option<PathBuf>,
+    /// Extra `key=value` properties appended to every node's config (repeatable), e.g.
+    /// `--set metadata.log.max.record.bytes.between.snapshots=4096`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     #[command(flatten)]
     pub dir: DirArgs,
 }
@@ -157,6 +161,11 @@ fn up(a: &UpArgs) -> Result<()> {
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
     let defaults = ReplicationDefaults::for_brokers(a.brokers);
+    for kv in &a.set {
+        if kv.split_once('=').is_none_or(|(k, _)| k.trim().is_empty()) {
+            bail!("--set {kv:?}: expected KEY=VALUE");
+        }
+    }
     let mut cluster = ClusterState {
         bootstrap_servers: layout::bootstrap_servers(&plan),
         nodes: Vec::new(),
@@ -165,8 +174,15 @@ fn up(a: &UpArgs) -> Result<()> {
         let data = layout::data_dir(&dir, n.id);
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
         let config = layout::config_path(&dir, n.id);
-        std::fs::write(&config, layout::properties(n, &plan, &data, defaults))
-            .with_context(|| format!("writing {}", config.display()))?;
+        let mut text = layout::properties(n, &plan, &data, defaults);
+        for kv in &a.set {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(kv);
+            text.push('\n');
+        }
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         cluster
             .nodes
             .push(NodeRecord::new(n, config, layout::log_path(&dir, n.id)));

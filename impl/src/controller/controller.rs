@@ -139,6 +139,22 @@ impl Controller {
         c
     }
 
+    /// A controller whose committed metadata is `image` (the image a voter keeps from the
+    /// snapshot and the committed log), every broker's session starting at `now_ms` as in
+    /// [`Controller::replay`].
+    pub fn from_image(config: ControllerConfig, image: MetadataImage, now_ms: u64) -> Self {
+        let mut c = Controller::new(config);
+        c.image = image;
+        c.last_heartbeat_ms = c.image.brokers().map(|b| (b.broker_id, now_ms)).collect();
+        c
+    }
+
+    /// The metadata image as records (a snapshot's content, KIP-630): replayed into a fresh
+    /// controller they rebuild an equal one (see [`MetadataImage::image_records`]).
+    pub fn image_records(&self) -> Vec<MetadataRecord> {
+        self.image.image_records()
+    }
+
     pub fn config(&self) -> &ControllerConfig {
         &self.config
     }

@@ -257,8 +257,79 @@ impl MetadataImage {
                 next_producer_id_block_start,
                 ..
             } => self.next_producer_id = *next_producer_id_block_start,
-            MetadataRecord::LeaderChange { .. } => {}
+            MetadataRecord::LeaderChange { .. }
+            | MetadataRecord::SnapshotHeader { .. }
+            | MetadataRecord::SnapshotFooter { .. } => {}
         }
+    }
+
+    /// The image as metadata records (a KRaft snapshot's content, KIP-630): applied in order
+    /// to an empty image they rebuild this one. One `RegisterBroker` per broker (with its
+    /// epoch and fencing), each topic's `Topic` then one `Partition` per partition (with its
+    /// epochs, ISR, ELR and recovery state), every `Config`, and the producer-id block.
+    pub fn image_records(&self) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        for b in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker {
+                broker_id: b.broker_id,
+                broker_epoch: b.epoch,
+                incarnation_id: b.incarnation_id.clone(),
+                endpoints: b.endpoints.clone(),
+                rack: b.rack.clone(),
+                fenced: b.fenced,
+            });
+        }
+        for t in self.topics.values() {
+            out.push(MetadataRecord::Topic {
+                name: t.name.clone(),
+                topic_id: t.id,
+            });
+            for (i, p) in t.partitions.iter().enumerate() {
+                out.push(MetadataRecord::Partition {
+                    topic_id: t.id,
+                    partition: i as i32,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    elr: p.elr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    leader_recovery_state: p.leader_recovery_state,
+                });
+            }
+        }
+        for ((resource_type, resource_name), configs) in &self.configs {
+            for (name, value) in configs {
+                out.push(MetadataRecord::Config {
+                    resource_type: *resource_type,
+                    resource_name: resource_name.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        if self.next_producer_id != 0 {
+            out.push(MetadataRecord::ProducerIds {
+                broker_id: NO_BROKER,
+                broker_epoch: -1,
+                next_producer_id_block_start: self.next_producer_id,
+            });
+        }
+        out
+    }
+
+    /// The image a snapshot ending at `end_offset` holds: its records applied to an empty
+    /// image, which then stands at offset `end_offset - 1` (the next record is `end_offset`).
+    pub fn from_snapshot<'a>(
+        end_offset: i64,
+        records: impl IntoIterator<Item = &'a MetadataRecord>,
+    ) -> MetadataImage {
+        let mut image = MetadataImage::new();
+        for r in records {
+            image.apply(end_offset - 1, r);
+        }
+        image.last_offset = end_offset - 1;
+        image
     }
 
     fn set_fenced(&mut self, broker_id: BrokerId, epoch: i64, fenced: bool) {

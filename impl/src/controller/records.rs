@@ -153,6 +153,12 @@ pub enum MetadataRecord {
     /// The quorum's LeaderChange control record (KIP-595): the first entry a new quorum
     /// leader appends, so that an entry of its epoch can commit. It changes no metadata.
     LeaderChange { leader_id: i32, leader_epoch: i32 },
+    /// The first record of a snapshot file (KIP-630's `SnapshotHeaderRecord`): the id of
+    /// the snapshot it opens. It changes no metadata.
+    SnapshotHeader { end_offset: i64, epoch: i32 },
+    /// The last record of a snapshot file (`SnapshotFooterRecord`): how many metadata
+    /// records came between header and footer, so that a cut file is detected.
+    SnapshotFooter { records: u64 },
 }
 
 impl MetadataRecord {
@@ -170,6 +176,8 @@ impl MetadataRecord {
             MetadataRecord::Config { .. } => "ConfigRecord",
             MetadataRecord::ProducerIds { .. } => "ProducerIdsRecord",
             MetadataRecord::LeaderChange { .. } => "LeaderChangeMessage",
+            MetadataRecord::SnapshotHeader { .. } => "SnapshotHeaderRecord",
+            MetadataRecord::SnapshotFooter { .. } => "SnapshotFooterRecord",
         }
     }
 }

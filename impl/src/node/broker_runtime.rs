@@ -4,7 +4,9 @@
 //!   unfenced;
 //! * following the controller's metadata log with a long-polling Fetch, applying its
 //!   records to the local [`MetadataImage`], and turning partition records into
-//!   `become_leader` / `become_follower` on the hosted replicas;
+//!   `become_leader` / `become_follower` on the hosted replicas; a Fetch below the
+//!   controller's log start is answered with its snapshot id, and the broker fetches that
+//!   snapshot (FetchSnapshot, KIP-630) and rebuilds its image from it;
 //! * one follower fetcher per leader broker (Kafka's `ReplicaFetcherThread`), which sends
 //!   the replicas' own fetch requests and hands the answers back to them;
 //! * the AlterPartition sender for the leaders' ISR proposals;
@@ -29,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::broker_api::BrokerApi;
 use super::metadata_log::{decode_batches, METADATA_TOPIC};
+use super::metadata_snapshot;
 use super::partitions::{OutgoingAlterPartition, PartitionSlot, ReplicaManager, TopicPartition};
 use super::view::{BrokerView, ClusterView, PartitionView, TopicView};
 use super::{new_shared, now_ms, serve, NodeShared};
@@ -293,13 +296,25 @@ fn metadata_fetch_request(from_offset: i64, max_wait_ms: i32) -> FetchRequest {
                 .with_partition_max_bytes(8 << 20)])])
 }
 
-/// Applies a metadata Fetch response; returns how many records were new.
-fn apply_metadata_response(shared: &NodeShared, resp: FetchResponse) -> anyhow::Result<usize> {
+/// Applies a metadata Fetch response; returns how many records were new. An answer naming
+/// the controller's snapshot (the fetch offset is below its log start) fetches that
+/// snapshot and replaces the image with it.
+async fn apply_metadata_response(
+    shared: &NodeShared,
+    resp: FetchResponse,
+) -> anyhow::Result<usize> {
     let Some(p) = resp.responses.into_iter().flat_map(|t| t.partitions).next() else {
         anyhow::bail!("empty metadata fetch response");
     };
     if p.error_code != 0 {
         anyhow::bail!("metadata fetch failed with error {}", p.error_code);
+    }
+    if p.snapshot_id.end_offset >= 0 {
+        let id = crate::quorum::SnapshotId {
+            end_offset: p.snapshot_id.end_offset,
+            epoch: p.snapshot_id.epoch,
+        };
+        return install_metadata_snapshot(shared, id).await;
     }
     let records = match p.records {
         Some(bytes) if !bytes.is_empty() => decode_batches(bytes)?,
@@ -321,6 +336,67 @@ fn apply_metadata_response(shared: &NodeShared, resp: FetchResponse) -> anyhow::
     Ok(applied)
 }
 
+/// Fetches the controller's snapshot `id` in chunks (FetchSnapshot) and replaces the
+/// broker's image with the one it holds; returns how many records it held.
+async fn install_metadata_snapshot(
+    shared: &NodeShared,
+    id: crate::quorum::SnapshotId,
+) -> anyhow::Result<usize> {
+    let mut bytes = bytes::BytesMut::new();
+    loop {
+        let req =
+            metadata_snapshot::fetch_snapshot_request(-1, -1, id, bytes.len() as i64, 1 << 20);
+        let resp = match shared
+            .controller_request(0, RequestKind::FetchSnapshot(req))
+            .await?
+        {
+            ResponseKind::FetchSnapshot(r) => r,
+            _ => anyhow::bail!("unexpected response to FetchSnapshot"),
+        };
+        let Some(chunk) = metadata_snapshot::decode_fetch_snapshot_response(resp) else {
+            anyhow::bail!("empty FetchSnapshot response");
+        };
+        if chunk.error_code != 0 {
+            anyhow::bail!(
+                "FetchSnapshot of {}-{} failed with error {}",
+                id.end_offset,
+                id.epoch,
+                chunk.error_code
+            );
+        }
+        if chunk.position != bytes.len() as i64 {
+            anyhow::bail!("FetchSnapshot answered position {}", chunk.position);
+        }
+        bytes.extend_from_slice(&chunk.bytes);
+        if bytes.len() as i64 >= chunk.size {
+            break;
+        }
+        if chunk.bytes.is_empty() {
+            anyhow::bail!("FetchSnapshot made no progress at {}", bytes.len());
+        }
+    }
+    let what = format!("{} from the controller", metadata_snapshot::file_name(id));
+    let records = metadata_snapshot::decode(id, bytes.freeze(), &what)?;
+    let n = records.len();
+    let mut image = shared.image.lock().unwrap_or_else(|e| e.into_inner());
+    if image.last_offset() + 1 >= id.end_offset {
+        // Already past it (another fetch got there first).
+        return Ok(0);
+    }
+    *image = MetadataImage::from_snapshot(id.end_offset, &records);
+    let view = build_view(&image, &shared.config);
+    reconcile(shared, &view);
+    shared.set_view(view);
+    tracing::info!(
+        broker = shared.config.node_id,
+        end_offset = id.end_offset,
+        epoch = id.epoch,
+        records = n,
+        "metadata image loaded from the controller's snapshot"
+    );
+    Ok(n.max(1))
+}
+
 /// One metadata Fetch from the controller (long-polling up to `max_wait_ms`), applied.
 pub async fn fetch_metadata_once(shared: &NodeShared, max_wait_ms: i32) -> anyhow::Result<usize> {
     let from = shared
@@ -334,7 +410,7 @@ pub async fn fetch_metadata_once(shared: &NodeShared, max_wait_ms: i32) -> anyho
         .controller_request(12, RequestKind::Fetch(req))
         .await?
     {
-        ResponseKind::Fetch(resp) => apply_metadata_response(shared, resp),
+        ResponseKind::Fetch(resp) => apply_metadata_response(shared, resp).await,
         _ => anyhow::bail!("unexpected response to a metadata fetch"),
     }
 }
@@ -351,7 +427,7 @@ async fn metadata_loop(shared: Arc<NodeShared>) {
         let req = metadata_fetch_request(from, 500);
         match send_to_controller(&shared, &mut conn, 12, RequestKind::Fetch(req)).await {
             Ok(ResponseKind::Fetch(resp)) => {
-                if let Err(e) = apply_metadata_response(&shared, resp) {
+                if let Err(e) = apply_metadata_response(&shared, resp).await {
                     tracing::warn!(error = %e, "metadata fetch");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

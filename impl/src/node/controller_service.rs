@@ -184,6 +184,9 @@ impl RequestHandler for ControllerService {
                 ResponseKind::DescribeQuorum(self.quorum.describe_quorum())
             }
             RequestKind::Fetch(req) => ResponseKind::Fetch(self.quorum.fetch(req).await),
+            RequestKind::FetchSnapshot(req) => {
+                ResponseKind::FetchSnapshot(self.quorum.fetch_snapshot(&req))
+            }
             other => {
                 let fallback = not_controller_response(&other);
                 match self.handle_active(v, other).await {
@@ -630,6 +633,10 @@ pub fn is_not_controller(resp: &ResponseKind) -> bool {
         ResponseKind::CreatePartitions(r) => r.results.iter().any(|t| t.error_code == E),
         ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().any(|t| t.error_code == E),
         ResponseKind::Fetch(r) => r.responses.iter().flat_map(|t| &t.partitions).any(|p| {
+            p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
+                || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH
+        }),
+        ResponseKind::FetchSnapshot(r) => r.topics.iter().flat_map(|t| &t.partitions).any(|p| {
             p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
                 || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH
         }),

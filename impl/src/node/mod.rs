@@ -21,6 +21,7 @@ pub mod broker_runtime;
 pub mod controller_service;
 pub mod groups;
 pub mod metadata_log;
+pub mod metadata_snapshot;
 pub mod partitions;
 pub mod quorum_driver;
 pub mod view;

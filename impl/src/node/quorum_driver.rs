@@ -9,11 +9,22 @@
 //! listener — Vote, BeginQuorumEpoch, EndQuorumEpoch, and Fetch of `__cluster_metadata`
 //! with `ReplicaId` = the voter id — one connection per peer.
 //!
-//! Only the quorum leader is the active controller: once its LeaderChange record commits,
-//! it replays the whole log into a fresh [`Controller`], and [`QuorumDriver::commit`] then
-//! runs operations, appends their records through the quorum and returns only when the
-//! high watermark passes them. Brokers are observers: their Fetch reads only committed
-//! records.
+//! Every voter keeps the committed metadata image: the latest snapshot's image with the
+//! committed records after it applied as the high watermark passes them
+//! (`apply_committed`). Only the quorum leader is the active controller: once its
+//! LeaderChange record commits, a fresh [`Controller`] starts from that image, and
+//! [`QuorumDriver::commit`] then runs operations, appends their records through the quorum
+//! and returns only when the high watermark passes them. Brokers are observers: their
+//! Fetch reads only committed records.
+//!
+//! Snapshots (KIP-630): once `metadata.log.max.record.bytes.between.snapshots` bytes of
+//! batches have been committed since the last snapshot, the voter writes its committed
+//! image as a snapshot (`maybe_snapshot`, [`metadata_snapshot`]), deletes the log's
+//! segments below it and tells the core ([`QuorumCore::snapshot_taken`]). The leader
+//! answers a Fetch below its log start with its snapshot id and serves FetchSnapshot
+//! ([`QuorumDriver::fetch_snapshot`]); a follower told so fetches the snapshot in chunks
+//! (`download_snapshot`) and installs it ([`QuorumCore::install_snapshot`]). A restarted
+//! voter starts from its latest snapshot and the log after it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,14 +42,16 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
+use super::metadata_snapshot::{self, Chunk};
 use super::now_ms;
 use crate::client::Connection;
 use crate::config::NodeConfig;
 use crate::controller::records::MetadataRecord;
-use crate::controller::{Controller, ControllerConfig};
+use crate::controller::{Controller, ControllerConfig, MetadataImage};
 use crate::quorum::{
-    self, codes, Batch, Effect, EpochRequest, EpochResponse, FetchAnswer, FetchResult, LogSummary,
-    QuorumCore, QuorumState, ReplicaId, Request, Role, Timer,
+    self, codes, Batch, Effect, EpochRequest, EpochResponse, FetchAnswer, FetchResult,
+    FetchSnapshotAnswer, LogSummary, QuorumCore, QuorumState, ReplicaId, Request, Role, SnapshotId,
+    Timer,
 };
 use crate::storage::{BatchHeader, FlushPolicy, LogConfig, PartitionLog};
 
@@ -57,11 +70,21 @@ pub struct Progress {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotActive;
 
+/// The largest chunk of a snapshot a follower asks for in one FetchSnapshot.
+const SNAPSHOT_CHUNK_BYTES: i32 = 32 * 1024;
+
 pub struct State {
     pub core: QuorumCore,
     pub log: PartitionLog,
     /// `Some` only on the active controller.
     pub controller: Option<Controller>,
+    /// The committed metadata: the latest snapshot's image and the committed records after
+    /// it (up to the high watermark, whole batches).
+    pub image: MetadataImage,
+    /// Bytes of batches applied to `image` since the last snapshot.
+    bytes_since_snapshot: u64,
+    /// A fetched snapshot's image, until the core installs it.
+    installing: Option<(SnapshotId, MetadataImage)>,
     deadline_ms: Option<u64>,
 }
 
@@ -72,6 +95,9 @@ pub struct QuorumDriver {
     election_timeout_ms: u64,
     fetch_timeout_ms: u64,
     controller_config: ControllerConfig,
+    /// The metadata log's directory (segments, quorum state, snapshots).
+    dir: PathBuf,
+    max_bytes_between_snapshots: u64,
     state_path: PathBuf,
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
@@ -166,13 +192,16 @@ impl QuorumDriver {
         controller_config: ControllerConfig,
     ) -> anyhow::Result<(Arc<QuorumDriver>, Vec<JoinHandle<()>>)> {
         let dir = config.log_dir().join(format!("{METADATA_TOPIC}-0"));
-        let log = PartitionLog::open(
+        let mut log = PartitionLog::open(
             &dir,
             LogConfig {
+                segment_bytes: config.metadata_log_segment_bytes,
                 flush_policy: FlushPolicy::EveryBatch,
+                oversized_batch_own_segment: true,
                 ..LogConfig::default()
             },
         )?;
+        let (snapshot, image) = open_snapshot(&dir, &mut log)?;
         let state_path = dir.join("quorum-state");
         let persisted = read_quorum_state(&state_path)?;
         let summary = LogSummary::new(
@@ -183,7 +212,8 @@ impl QuorumDriver {
                 .collect(),
             log.log_end_offset(),
             log.log_end_offset(),
-        );
+        )
+        .with_snapshot(log.log_start_offset(), snapshot);
         let voters: Vec<ReplicaId> = config
             .controller_quorum_voters
             .iter()
@@ -194,7 +224,9 @@ impl QuorumDriver {
             node = config.node_id,
             epoch = persisted.epoch,
             role = ?core.role(),
+            log_start = log.log_start_offset(),
             log_end = log.log_end_offset(),
+            snapshot = ?snapshot,
             "quorum voter starting"
         );
         let peers: Vec<(ReplicaId, String)> = config
@@ -224,11 +256,18 @@ impl QuorumDriver {
             election_timeout_ms: config.controller_quorum_election_timeout_ms,
             fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
             controller_config,
+            dir,
+            max_bytes_between_snapshots: config
+                .metadata_log_max_record_bytes_between_snapshots
+                .max(1),
             state_path,
             state: Mutex::new(State {
                 core,
                 log,
                 controller: None,
+                image,
+                bytes_since_snapshot: 0,
+                installing: None,
                 deadline_ms: None,
             }),
             progress,
@@ -280,25 +319,25 @@ impl QuorumDriver {
                 self.perform_one(st, e);
             }
         }
+        self.apply_committed(st);
         if st.core.is_leader() {
-            if st.controller.is_none() && st.core.high_watermark() >= st.log.log_end_offset() {
-                match replay(&st.log) {
-                    Ok(records) => {
-                        let n = records.len();
-                        st.controller = Some(Controller::replay(
-                            self.controller_config.clone(),
-                            records,
-                            now_ms(),
-                        ));
-                        tracing::info!(
-                            node = self.id,
-                            epoch = st.core.epoch(),
-                            records = n,
-                            "active controller: metadata log replayed"
-                        );
-                    }
-                    Err(e) => fatal("cannot replay the metadata log", e),
-                }
+            if st.controller.is_none()
+                && st.core.high_watermark() >= st.log.log_end_offset()
+                && st.image.last_offset() + 1 >= st.log.log_end_offset()
+            {
+                st.controller = Some(Controller::from_image(
+                    self.controller_config.clone(),
+                    st.image.clone(),
+                    now_ms(),
+                ));
+                tracing::info!(
+                    node = self.id,
+                    epoch = st.core.epoch(),
+                    snapshot = ?st.core.log().snapshot(),
+                    log_start = st.log.log_start_offset(),
+                    log_end = st.log.log_end_offset(),
+                    "active controller: metadata image loaded from the snapshot and the log"
+                );
             }
         } else if st.controller.take().is_some() {
             tracing::info!(
@@ -373,6 +412,35 @@ impl QuorumDriver {
                     node = self.id,
                     to,
                     "metadata log truncated (diverging epoch)"
+                );
+                if st.image.last_offset() >= to {
+                    // Only uncommitted records are ever cut, so this does not happen; if it
+                    // did, the image is rebuilt from the snapshot and the log.
+                    tracing::warn!(node = self.id, to, "truncated below the applied image");
+                    self.reload_image(st);
+                }
+            }
+            Effect::InstallSnapshot(id) => {
+                let image = match st.installing.take() {
+                    Some((i, image)) if i == id => image,
+                    _ => fatal(
+                        "installing a snapshot that was not fetched",
+                        format!("{id:?}"),
+                    ),
+                };
+                if let Err(e) = st.log.truncate_fully_and_start_at(id.end_offset) {
+                    fatal("cannot restart the metadata log at the snapshot", e);
+                }
+                st.image = image;
+                st.bytes_since_snapshot = 0;
+                if let Err(e) = metadata_snapshot::delete_older(&self.dir, id) {
+                    tracing::warn!(error = %e, "cannot delete older snapshots");
+                }
+                tracing::info!(
+                    node = self.id,
+                    end_offset = id.end_offset,
+                    epoch = id.epoch,
+                    "snapshot fetched from the leader installed: the log starts at its end"
                 );
             }
             Effect::Send(to, request) => {
@@ -572,8 +640,11 @@ impl QuorumDriver {
         let client_id = format!("controller-{}", self.id);
         let mut progress = self.progress();
         loop {
-            let next = self.lock().core.fetch_request();
-            let Some((leader, req)) = next else {
+            let (next, snapshot) = {
+                let st = self.lock();
+                (st.core.fetch_request(), st.core.snapshot_request())
+            };
+            let Some(leader) = snapshot.map(|(l, _)| l).or(next.map(|(l, _)| l)) else {
                 let _ = tokio::time::timeout(Duration::from_millis(100), progress.changed()).await;
                 continue;
             };
@@ -592,6 +663,17 @@ impl QuorumDriver {
                 }
             }
             let Some((_, c)) = conn.as_mut() else {
+                continue;
+            };
+            if let Some((_, sreq)) = snapshot {
+                if let Err(e) = self.download_snapshot(c, sreq).await {
+                    tracing::warn!(node = self.id, error = %e, "fetching the leader's snapshot");
+                    conn = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+            let Some((_, req)) = next else {
                 continue;
             };
             let max_wait = (self.fetch_timeout_ms / 2) as i32;
@@ -634,8 +716,318 @@ impl QuorumDriver {
         }
     }
 
+    /// Fetches snapshot `req.snapshot` from the leader in chunks into its partial file,
+    /// checks it, renames it into place and has the core install it. Returns early (Ok)
+    /// when the leader answers with an error (the core decides what next) or the core no
+    /// longer wants this snapshot.
+    async fn download_snapshot(
+        &self,
+        c: &mut Connection,
+        req: quorum::FetchSnapshotRequest,
+    ) -> anyhow::Result<()> {
+        use std::io::Write;
+        let id = req.snapshot;
+        let part = metadata_snapshot::partial_path(&self.dir, id);
+        let mut file = std::fs::File::create(&part)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", part.display()))?;
+        let mut position = 0i64;
+        let timeout = Duration::from_millis(self.fetch_timeout_ms + 500);
+        loop {
+            let request = metadata_snapshot::fetch_snapshot_request(
+                self.id,
+                req.epoch,
+                id,
+                position,
+                SNAPSHOT_CHUNK_BYTES,
+            );
+            let resp = match c
+                .send(0, RequestKind::FetchSnapshot(request), timeout)
+                .await
+            {
+                Ok(ResponseKind::FetchSnapshot(r)) => r,
+                Ok(_) => anyhow::bail!("unexpected answer to FetchSnapshot"),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(e);
+                }
+            };
+            let Some(chunk) = metadata_snapshot::decode_fetch_snapshot_response(resp) else {
+                anyhow::bail!("empty FetchSnapshot answer");
+            };
+            let still_wanted = {
+                let mut st = self.lock();
+                let result = match chunk.error_code {
+                    0 => Ok(()),
+                    code => Err(code),
+                };
+                st.core
+                    .handle_fetch_snapshot_response(chunk.epoch, chunk.leader, result);
+                self.perform(&mut st);
+                st.core.snapshot_request().map(|(_, r)| r) == Some(req)
+            };
+            if chunk.error_code != 0 || !still_wanted {
+                let _ = std::fs::remove_file(&part);
+                if chunk.error_code != 0 {
+                    tracing::info!(
+                        node = self.id,
+                        code = chunk.error_code,
+                        ?id,
+                        "FetchSnapshot refused"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return Ok(());
+            }
+            if chunk.position != position {
+                let _ = std::fs::remove_file(&part);
+                anyhow::bail!(
+                    "FetchSnapshot answered position {} for {position}",
+                    chunk.position
+                );
+            }
+            file.write_all(&chunk.bytes)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;
+            position += chunk.bytes.len() as i64;
+            if position >= chunk.size {
+                break;
+            }
+            if chunk.bytes.is_empty() {
+                let _ = std::fs::remove_file(&part);
+                anyhow::bail!("FetchSnapshot made no progress at position {position}");
+            }
+        }
+        file.sync_all()
+            .map_err(|e| anyhow::anyhow!("fsyncing {}: {e}", part.display()))?;
+        drop(file);
+        let records = match metadata_snapshot::read_file(&part, id) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        metadata_snapshot::complete(&self.dir, id)?;
+        let image = MetadataImage::from_snapshot(id.end_offset, &records);
+        let mut st = self.lock();
+        st.installing = Some((id, image));
+        if st.core.install_snapshot(id) {
+            self.perform(&mut st);
+        } else {
+            st.installing = None;
+            // Not wanted any more; unless it is this voter's own latest snapshot too.
+            if st.core.log().snapshot() != Some(id) {
+                let _ = std::fs::remove_file(metadata_snapshot::path(&self.dir, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the committed records the image does not have yet: whole batches below the
+    /// high watermark. Then snapshots if enough was committed since the last snapshot.
+    fn apply_committed(&self, st: &mut State) {
+        let hw = st.core.high_watermark().min(st.log.log_end_offset());
+        let mut offset = st.image.last_offset() + 1;
+        let mut applied = false;
+        'read: while offset < hw {
+            if offset < st.log.log_start_offset() {
+                fatal(
+                    "the metadata image is behind the log start",
+                    format!("image at {offset}, log start {}", st.log.log_start_offset()),
+                );
+            }
+            let bytes = match st.log.read(offset, 1 << 20) {
+                Ok(b) => b,
+                Err(e) => fatal("cannot read the metadata log", e),
+            };
+            let mut progressed = false;
+            for b in split_batches(&bytes) {
+                if b.last_offset >= hw {
+                    break 'read;
+                }
+                if b.last_offset < offset {
+                    continue;
+                }
+                let records = match decode_batches(b.data.clone()) {
+                    Ok(r) => r,
+                    Err(e) => fatal("cannot decode the metadata log", format!("{e:#}")),
+                };
+                for (o, r) in &records {
+                    if *o >= offset {
+                        st.image.apply(*o, r);
+                    }
+                }
+                st.bytes_since_snapshot += b.data.len() as u64;
+                offset = b.last_offset + 1;
+                progressed = true;
+                applied = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if applied {
+            self.maybe_snapshot(st);
+        }
+        self.delete_below_snapshot(st);
+    }
+
+    /// Deletes the segments that lie wholly below the latest snapshot (a segment that was
+    /// still active when the snapshot was taken goes once the log has rolled past it), and
+    /// moves the core's log start with them.
+    fn delete_below_snapshot(&self, st: &mut State) {
+        let Some(id) = st.core.log().snapshot() else {
+            return;
+        };
+        let bases = st.log.segment_base_offsets();
+        if bases.get(1).is_none_or(|&next| next > id.end_offset) {
+            return;
+        }
+        match st.log.delete_segments_below(id.end_offset) {
+            Ok(n) => tracing::debug!(node = self.id, n, "deleted segments below the snapshot"),
+            Err(e) => fatal("cannot delete metadata log segments below the snapshot", e),
+        }
+        st.core.snapshot_taken(id, st.log.log_start_offset());
+    }
+
+    /// Writes a snapshot of the committed image once enough was committed since the last
+    /// one, deletes the log's segments below it, and tells the core.
+    fn maybe_snapshot(&self, st: &mut State) {
+        if st.bytes_since_snapshot < self.max_bytes_between_snapshots {
+            return;
+        }
+        let end = st.image.last_offset() + 1;
+        if st
+            .core
+            .log()
+            .snapshot()
+            .is_some_and(|s| s.end_offset >= end)
+        {
+            return;
+        }
+        let Some(epoch) = st.core.log().epoch_at(end - 1) else {
+            return;
+        };
+        let id = SnapshotId {
+            end_offset: end,
+            epoch,
+        };
+        let records = st.image.image_records();
+        st.bytes_since_snapshot = 0;
+        let size = match metadata_snapshot::write(&self.dir, id, &records) {
+            Ok(size) => size,
+            Err(e) => {
+                tracing::error!(node = self.id, error = %format!("{e:#}"), "cannot write a metadata snapshot");
+                return;
+            }
+        };
+        let deleted = match st.log.delete_segments_below(end) {
+            Ok(n) => n,
+            Err(e) => fatal("cannot delete metadata log segments below the snapshot", e),
+        };
+        st.core.snapshot_taken(id, st.log.log_start_offset());
+        if let Err(e) = metadata_snapshot::delete_older(&self.dir, id) {
+            tracing::warn!(error = %e, "cannot delete older snapshots");
+        }
+        tracing::info!(
+            node = self.id,
+            end_offset = end,
+            epoch,
+            records = records.len(),
+            bytes = size,
+            segments_deleted = deleted,
+            log_start = st.log.log_start_offset(),
+            "metadata snapshot written"
+        );
+    }
+
+    /// Rebuilds the committed image from the latest snapshot (the log after it is applied
+    /// again by `apply_committed`).
+    fn reload_image(&self, st: &mut State) {
+        st.image = match metadata_snapshot::load_latest(&self.dir) {
+            Ok(Some((_, image))) => image,
+            Ok(None) => MetadataImage::new(),
+            Err(e) => fatal("cannot reload the metadata snapshot", format!("{e:#}")),
+        };
+    }
+
     // -------------------------------------------------------------------------------------
     // Serving the quorum's requests
+
+    /// FetchSnapshot (KIP-630) of `__cluster_metadata-0` from a follower or an observer:
+    /// the core decides, the snapshot file supplies the bytes from `Position`, at most
+    /// `MaxBytes`.
+    pub fn fetch_snapshot(&self, req: &FetchSnapshotRequest) -> FetchSnapshotResponse {
+        let Some((topic, p)) = req
+            .topics
+            .first()
+            .and_then(|t| Some((t, t.partitions.first()?)))
+        else {
+            return FetchSnapshotResponse::default().with_error_code(42);
+        };
+        let mut out = fetch_snapshot_response::PartitionSnapshot::default()
+            .with_index(p.partition)
+            .with_snapshot_id(
+                fetch_snapshot_response::SnapshotId::default()
+                    .with_end_offset(p.snapshot_id.end_offset)
+                    .with_epoch(p.snapshot_id.epoch),
+            )
+            .with_position(p.position);
+        if topic.name.0.as_str() != METADATA_TOPIC || p.partition != 0 {
+            out.error_code = 3; // UNKNOWN_TOPIC_OR_PARTITION
+        } else {
+            let mut st = self.lock();
+            let answer = st.core.handle_fetch_snapshot(quorum::FetchSnapshotRequest {
+                replica_id: req.replica_id.0,
+                epoch: p.current_leader_epoch,
+                snapshot: SnapshotId {
+                    end_offset: p.snapshot_id.end_offset,
+                    epoch: p.snapshot_id.epoch,
+                },
+            });
+            self.perform(&mut st);
+            let (epoch, leader) = match answer {
+                FetchSnapshotAnswer::Serve {
+                    epoch,
+                    leader,
+                    snapshot,
+                } => {
+                    let max = req.max_bytes.max(1) as usize;
+                    match metadata_snapshot::read_chunk(&self.dir, snapshot, p.position, max) {
+                        Ok(Chunk::Data { size, bytes }) => {
+                            out.size = size as i64;
+                            out.unaligned_records = bytes;
+                        }
+                        Ok(Chunk::OutOfRange { size }) => {
+                            out.size = size as i64;
+                            out.error_code = codes::POSITION_OUT_OF_RANGE;
+                        }
+                        Ok(Chunk::NotFound) => out.error_code = codes::SNAPSHOT_NOT_FOUND,
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "reading a snapshot");
+                            out.error_code = -1; // UNKNOWN_SERVER_ERROR
+                        }
+                    }
+                    (epoch, Some(leader))
+                }
+                FetchSnapshotAnswer::Error {
+                    code,
+                    epoch,
+                    leader,
+                } => {
+                    out.error_code = code;
+                    (epoch, leader)
+                }
+            };
+            out.current_leader = fetch_snapshot_response::LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
+                .with_leader_epoch(epoch);
+        }
+        FetchSnapshotResponse::default().with_topics(vec![
+            fetch_snapshot_response::TopicSnapshot::default()
+                .with_name(topic.name.clone())
+                .with_partitions(vec![out]),
+        ])
+    }
 
     pub fn handle_vote(&self, req: &VoteRequest) -> VoteResponse {
         let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
@@ -767,7 +1159,7 @@ impl QuorumDriver {
             let mut progress = self.progress();
             loop {
                 progress.borrow_and_update();
-                let (answer, records) = {
+                let (answer, records, log_start) = {
                     let mut st = self.lock();
                     let answer = st.core.handle_fetch(request);
                     self.perform(&mut st);
@@ -785,7 +1177,7 @@ impl QuorumDriver {
                         }
                         _ => Ok(Bytes::new()),
                     };
-                    (answer, records)
+                    (answer, records, st.log.log_start_offset())
                 };
                 let empty = matches!(records, Ok(ref b) if b.is_empty());
                 let waiting = matches!(answer, FetchAnswer::Records { .. })
@@ -799,6 +1191,7 @@ impl QuorumDriver {
                     continue;
                 }
                 fill_fetch_partition(&mut pd, answer, records);
+                pd.log_start_offset = log_start;
                 break;
             }
         }
@@ -886,7 +1279,6 @@ fn fill_fetch_partition(pd: &mut PartitionData, answer: FetchAnswer, records: Re
                 .with_leader_epoch(epoch);
             pd.high_watermark = high_watermark;
             pd.last_stable_offset = high_watermark;
-            pd.log_start_offset = 0;
             match records {
                 Ok(bytes) => pd.records = Some(bytes),
                 Err(code) => pd.error_code = code,
@@ -906,6 +1298,20 @@ fn fill_fetch_partition(pd: &mut PartitionData, answer: FetchAnswer, records: Re
             pd.diverging_epoch = EpochEndOffset::default()
                 .with_epoch(diverging_epoch)
                 .with_end_offset(end_offset);
+        }
+        FetchAnswer::Snapshot {
+            epoch,
+            leader,
+            high_watermark,
+            snapshot,
+        } => {
+            pd.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch);
+            pd.high_watermark = high_watermark;
+            pd.snapshot_id = fetch_response::SnapshotId::default()
+                .with_end_offset(snapshot.end_offset)
+                .with_epoch(snapshot.epoch);
         }
         FetchAnswer::Error {
             code,
@@ -943,6 +1349,11 @@ fn decode_fetch_response(
     let leader = (p.current_leader.leader_id.0 >= 0).then_some(p.current_leader.leader_id.0);
     let result = if p.error_code != 0 {
         FetchResult::Error(p.error_code)
+    } else if p.snapshot_id.end_offset >= 0 {
+        FetchResult::Snapshot(SnapshotId {
+            end_offset: p.snapshot_id.end_offset,
+            epoch: p.snapshot_id.epoch,
+        })
     } else if p.diverging_epoch.end_offset >= 0 {
         FetchResult::DivergingEpoch {
             epoch: p.diverging_epoch.epoch,
@@ -961,28 +1372,43 @@ fn decode_fetch_response(
     })
 }
 
-/// Every record of the metadata log, with its offset (what a new active controller
-/// replays).
-fn replay(log: &PartitionLog) -> anyhow::Result<Vec<(i64, MetadataRecord)>> {
-    let mut records = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
-        let bytes = log.read(offset, 4 << 20)?;
-        if bytes.is_empty() {
-            break;
+/// Opens the latest snapshot of the metadata log in `dir` and lines the log up with it:
+/// leftover partial snapshots are deleted; a log that ends before the snapshot (a crash
+/// while installing a fetched one) restarts at the snapshot's end; segments wholly below it
+/// are deleted. A log that starts after offset 0 without a snapshot that reaches its start,
+/// or a snapshot file that does not decode, is an error naming what is wrong.
+fn open_snapshot(
+    dir: &std::path::Path,
+    log: &mut PartitionLog,
+) -> anyhow::Result<(Option<SnapshotId>, MetadataImage)> {
+    metadata_snapshot::delete_partials(dir)?;
+    let Some((id, image)) = metadata_snapshot::load_latest(dir)
+        .map_err(|e| anyhow::anyhow!("cannot load the latest metadata snapshot: {e:#}"))?
+    else {
+        if log.log_start_offset() > 0 {
+            anyhow::bail!(
+                "the metadata log in {} starts at offset {} but there is no snapshot to cover the offsets below it",
+                dir.display(),
+                log.log_start_offset()
+            );
         }
-        let batch = decode_batches(bytes)?;
-        let Some(&(last, _)) = batch.last() else {
-            break;
-        };
-        offset = last + 1;
-        records.extend(
-            batch
-                .into_iter()
-                .filter(|(o, _)| *o >= log.log_start_offset()),
+        return Ok((None, MetadataImage::new()));
+    };
+    if log.log_start_offset() > id.end_offset {
+        anyhow::bail!(
+            "the metadata log in {} starts at offset {} but its latest snapshot {} ends at {}: the records in between are missing",
+            dir.display(),
+            log.log_start_offset(),
+            metadata_snapshot::file_name(id),
+            id.end_offset
         );
     }
-    Ok(records)
+    if log.log_end_offset() < id.end_offset {
+        log.truncate_fully_and_start_at(id.end_offset)?;
+    } else {
+        log.delete_segments_below(id.end_offset)?;
+    }
+    Ok((Some(id), image))
 }
 
 #[cfg(test)]
@@ -1022,6 +1448,124 @@ mod tests {
         assert_eq!(cut_at(all.clone(), 6), all);
         // A torn tail is not a batch.
         assert_eq!(split_batches(&all.slice(..all.len() - 1)).len(), 2);
+    }
+
+    fn open_log(dir: &std::path::Path) -> PartitionLog {
+        PartitionLog::open(
+            dir,
+            LogConfig {
+                segment_bytes: 1024,
+                flush_policy: FlushPolicy::EveryBatch,
+                oversized_batch_own_segment: true,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn topic(i: u8) -> MetadataRecord {
+        MetadataRecord::Topic {
+            name: format!("t{i}"),
+            topic_id: [i + 1; 16],
+        }
+    }
+
+    #[test]
+    fn a_restart_starts_from_the_latest_snapshot_and_the_log_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path());
+        // 30 one-record batches of epoch 1 over several 1 KiB segments.
+        for i in 0..30u8 {
+            let b = encode_batch(&[topic(i)], 0).unwrap();
+            log.append_as_leader(b, 1).unwrap();
+        }
+        assert!(log.segment_base_offsets().len() > 3);
+        let (none, image) = open_snapshot(dir.path(), &mut log).unwrap();
+        assert_eq!((none, image.last_offset()), (None, -1));
+        // A snapshot of the first 20 records, and a leftover partial one.
+        let id = SnapshotId {
+            end_offset: 20,
+            epoch: 1,
+        };
+        let records: Vec<MetadataRecord> = (0..20).map(topic).collect();
+        metadata_snapshot::write(dir.path(), id, &records).unwrap();
+        std::fs::write(
+            metadata_snapshot::partial_path(
+                dir.path(),
+                SnapshotId {
+                    end_offset: 25,
+                    epoch: 1,
+                },
+            ),
+            b"half",
+        )
+        .unwrap();
+        let (got, image) = open_snapshot(dir.path(), &mut log).unwrap();
+        assert_eq!(got, Some(id));
+        assert_eq!(image.last_offset(), 19);
+        assert_eq!(image.topics().count(), 20);
+        // Segments wholly below the snapshot are gone; the log after it stays.
+        assert!(log.log_start_offset() > 0 && log.log_start_offset() <= 20);
+        assert_eq!(log.log_end_offset(), 30);
+        assert_eq!(metadata_snapshot::list(dir.path()).unwrap(), vec![id]);
+        assert!(!metadata_snapshot::partial_path(
+            dir.path(),
+            SnapshotId {
+                end_offset: 25,
+                epoch: 1
+            }
+        )
+        .exists());
+        // A snapshot past the log end (a crash during an install): the log restarts there.
+        let later = SnapshotId {
+            end_offset: 40,
+            epoch: 2,
+        };
+        metadata_snapshot::write(dir.path(), later, &records).unwrap();
+        let (got, image) = open_snapshot(dir.path(), &mut log).unwrap();
+        assert_eq!(got, Some(later));
+        assert_eq!(image.last_offset(), 39);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 40));
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_or_a_log_without_its_snapshot_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path());
+        let id = SnapshotId {
+            end_offset: 5,
+            epoch: 1,
+        };
+        metadata_snapshot::write(dir.path(), id, &[topic(1)]).unwrap();
+        let path = metadata_snapshot::path(dir.path(), id);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot load the latest metadata snapshot")
+                && err.contains("00000000000000000005-0000000001.checkpoint"),
+            "{err}"
+        );
+        // No snapshot, but the log starts at 5.
+        std::fs::remove_file(&path).unwrap();
+        log.truncate_fully_and_start_at(5).unwrap();
+        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
+        assert!(
+            err.contains("starts at offset 5 but there is no snapshot"),
+            "{err}"
+        );
+        // A snapshot that ends before the log start.
+        metadata_snapshot::write(
+            dir.path(),
+            SnapshotId {
+                end_offset: 3,
+                epoch: 1,
+            },
+            &[],
+        )
+        .unwrap();
+        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
+        assert!(err.contains("records in between are missing"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::log::LogSummary;
+use super::log::{LogSummary, SnapshotId};
 
 /// A voter's (or observer's) id: `node.id`.
 pub type ReplicaId = i32;
@@ -28,6 +28,10 @@ pub mod codes {
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     /// The sender is not one of `controller.quorum.voters`.
     pub const INCONSISTENT_VOTER_SET: i16 = 94;
+    /// FetchSnapshot (KIP-630): the leader holds no snapshot with the requested id.
+    pub const SNAPSHOT_NOT_FOUND: i16 = 98;
+    /// FetchSnapshot: the position is past the snapshot's size.
+    pub const POSITION_OUT_OF_RANGE: i16 = 99;
 }
 
 /// A voter's state as KIP-595 (and the model's `Role`) names it.
@@ -145,6 +149,39 @@ pub enum FetchAnswer {
         diverging_epoch: i32,
         end_offset: i64,
     },
+    /// The fetch offset is below the leader's log start, or the divergence lies below it
+    /// (KIP-630): the follower must fetch this snapshot (FetchSnapshot) and install it.
+    Snapshot {
+        epoch: i32,
+        leader: ReplicaId,
+        high_watermark: i64,
+        snapshot: SnapshotId,
+    },
+    Error {
+        code: i16,
+        epoch: i32,
+        leader: Option<ReplicaId>,
+    },
+}
+
+/// A FetchSnapshot of the metadata log's snapshot by a follower or an observer (KIP-630).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchSnapshotRequest {
+    pub replica_id: ReplicaId,
+    /// The epoch the fetcher believes current (`CurrentLeaderEpoch`; -1 from observers).
+    pub epoch: i32,
+    pub snapshot: SnapshotId,
+}
+
+/// The leader's decision on a FetchSnapshot: serve the bytes of `snapshot` (the driver reads
+/// them from the snapshot file at the request's position), or an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchSnapshotAnswer {
+    Serve {
+        epoch: i32,
+        leader: ReplicaId,
+        snapshot: SnapshotId,
+    },
     Error {
         code: i16,
         epoch: i32,
@@ -190,6 +227,17 @@ impl FetchAnswer {
                     end_offset,
                 },
             ),
+            FetchAnswer::Snapshot {
+                epoch,
+                leader,
+                high_watermark,
+                snapshot,
+            } => (
+                epoch,
+                Some(leader),
+                high_watermark,
+                FetchResult::Snapshot(snapshot),
+            ),
             FetchAnswer::Error {
                 code,
                 epoch,
@@ -220,7 +268,12 @@ pub struct Batch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FetchResult {
     Records(Vec<Batch>),
-    DivergingEpoch { epoch: i32, end_offset: i64 },
+    DivergingEpoch {
+        epoch: i32,
+        end_offset: i64,
+    },
+    /// KIP-630's `SnapshotId` in the partition's answer: fetch this snapshot.
+    Snapshot(SnapshotId),
     Error(i16),
 }
 
@@ -252,6 +305,10 @@ pub enum Effect {
     Send(ReplicaId, Request),
     /// Entries below this offset are committed: apply them.
     HighWatermark(i64),
+    /// The snapshot fetched from the leader (complete and fsynced) replaces the log: empty
+    /// the log and start it at the snapshot's end offset, and load the metadata image from
+    /// the snapshot.
+    InstallSnapshot(SnapshotId),
     /// (Re)arm the timer; [`QuorumCore::timeout`] when it fires.
     SetTimer(Timer),
 }
@@ -286,6 +343,9 @@ pub struct QuorumCore {
     /// and whether a check has opened the first interval yet.
     fetched_since_check: Vec<ReplicaId>,
     quorum_checked: bool,
+    /// Follower only: the leader's snapshot this follower must fetch before it can fetch
+    /// records again (the leader answered a Fetch with its snapshot id).
+    snapshot_to_fetch: Option<SnapshotId>,
     effects: Vec<Effect>,
 }
 
@@ -314,8 +374,9 @@ impl QuorumCore {
             epoch: state.epoch,
             voted_for: state.voted_for,
             leader: state.leader,
+            // A snapshot holds only committed entries.
+            high_watermark: log.snapshot().map_or(0, |s| s.end_offset),
             log,
-            high_watermark: 0,
             votes: if role == Role::Candidate {
                 vec![id]
             } else {
@@ -324,6 +385,7 @@ impl QuorumCore {
             end_offsets: Vec::new(),
             fetched_since_check: Vec::new(),
             quorum_checked: false,
+            snapshot_to_fetch: None,
             effects: Vec::new(),
         };
         let timer = if core.voters == [id] {
@@ -424,6 +486,7 @@ impl QuorumCore {
         self.leader = None;
         self.votes.clear();
         self.end_offsets.clear();
+        self.snapshot_to_fetch = None;
     }
 
     /// Learned of a later epoch from a response or request; follows its leader when named.
@@ -448,6 +511,7 @@ impl QuorumCore {
         self.leader = Some(leader);
         self.votes.clear();
         self.end_offsets.clear();
+        self.snapshot_to_fetch = None;
         self.persist();
         self.effects.push(Effect::SetTimer(Timer::Fetch));
     }
@@ -675,8 +739,14 @@ impl QuorumCore {
     /// The fetch offset counts towards the leader's high watermark, so it must be durable:
     /// a voter that still holds an unflushed tail (from its own time as leader) must flush
     /// before it fetches (the driver fsyncs every append, so this never waits there).
+    ///
+    /// A follower that must fetch the leader's snapshot first sends no Fetch
+    /// ([`QuorumCore::snapshot_request`] instead).
     pub fn fetch_request(&self) -> Option<(ReplicaId, FetchRequest)> {
-        if self.role != Role::Follower || self.log.flushed() < self.log.end_offset() {
+        if self.role != Role::Follower
+            || self.log.flushed() < self.log.end_offset()
+            || self.snapshot_to_fetch.is_some()
+        {
             return None;
         }
         Some((
@@ -690,6 +760,23 @@ impl QuorumCore {
         ))
     }
 
+    /// What Fetch and FetchSnapshot check first (KIP-595, KIP-630): only the leader answers,
+    /// a voter's stale epoch is fenced and a future one is unknown (observers send no epoch
+    /// that could be stale). Returns whether the fetcher is another voter, or the error code.
+    fn validate_fetcher(&self, replica_id: ReplicaId, epoch: i32) -> Result<bool, i16> {
+        if self.role != Role::Leader {
+            return Err(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        let voter = self.is_voter(replica_id) && replica_id != self.id;
+        if voter && epoch < self.epoch {
+            return Err(codes::FENCED_LEADER_EPOCH);
+        }
+        if epoch > self.epoch {
+            return Err(codes::UNKNOWN_LEADER_EPOCH);
+        }
+        Ok(voter)
+    }
+
     /// Fetch, the leader's half: a diverging epoch when the fetch offset and last fetched
     /// epoch are not in its log; otherwise it records a voter's end offset, advances the
     /// high watermark, and answers with the entries from the fetch offset on (to its log
@@ -700,24 +787,31 @@ impl QuorumCore {
             epoch: core.epoch,
             leader: core.leader,
         };
-        if self.role != Role::Leader {
-            return error(self, codes::NOT_LEADER_OR_FOLLOWER);
-        }
-        let voter = self.is_voter(req.replica_id) && req.replica_id != self.id;
-        if voter && req.epoch < self.epoch {
-            return error(self, codes::FENCED_LEADER_EPOCH);
-        }
-        if req.epoch > self.epoch {
-            return error(self, codes::UNKNOWN_LEADER_EPOCH);
-        }
+        let voter = match self.validate_fetcher(req.replica_id, req.epoch) {
+            Ok(voter) => voter,
+            Err(code) => return error(self, code),
+        };
         let (epoch, end_offset) = self.log.end_offset_for_epoch(req.last_fetched_epoch);
         // Observers (brokers) read only committed records, which never diverge; they send
         // no last fetched epoch.
         let checked = voter || req.last_fetched_epoch >= 0;
-        if checked
+        let diverging = checked
             && req.fetch_offset > 0
-            && (epoch != req.last_fetched_epoch || end_offset < req.fetch_offset)
-        {
+            && (epoch != req.last_fetched_epoch || end_offset < req.fetch_offset);
+        // KIP-630: what the fetcher needs is below the log start (or the divergence is):
+        // only the snapshot has it.
+        if let Some(snapshot) = self.log.snapshot() {
+            let start = self.log.start_offset();
+            if req.fetch_offset < start || (diverging && end_offset < start) {
+                return FetchAnswer::Snapshot {
+                    epoch: self.epoch,
+                    leader: self.id,
+                    high_watermark: self.high_watermark,
+                    snapshot,
+                };
+            }
+        }
+        if diverging {
             return FetchAnswer::DivergingEpoch {
                 epoch: self.epoch,
                 leader: self.id,
@@ -774,9 +868,14 @@ impl QuorumCore {
         }
         match resp.result {
             FetchResult::Error(_) => return,
+            FetchResult::Snapshot(id) => {
+                // Fetch the snapshot (FetchSnapshot), then install it.
+                self.snapshot_to_fetch = Some(id);
+            }
             FetchResult::DivergingEpoch { epoch, end_offset } => {
                 let (_, own_end) = self.log.end_offset_for_epoch(epoch);
-                let to = end_offset.min(own_end).max(0);
+                // Never below the log start: that prefix is committed (in the snapshot).
+                let to = end_offset.min(own_end).max(self.log.start_offset()).max(0);
                 self.log.truncate(to);
                 self.effects.push(Effect::Truncate(to));
                 self.high_watermark = self.high_watermark.min(to);
@@ -804,6 +903,107 @@ impl QuorumCore {
             }
         }
         self.effects.push(Effect::SetTimer(Timer::Fetch));
+    }
+
+    /// FetchSnapshot, the follower's half: the snapshot to fetch from the leader, while the
+    /// leader's last Fetch answer named one.
+    pub fn snapshot_request(&self) -> Option<(ReplicaId, FetchSnapshotRequest)> {
+        if self.role != Role::Follower {
+            return None;
+        }
+        Some((
+            self.leader?,
+            FetchSnapshotRequest {
+                replica_id: self.id,
+                epoch: self.epoch,
+                snapshot: self.snapshot_to_fetch?,
+            },
+        ))
+    }
+
+    /// FetchSnapshot, the leader's half: serve its latest snapshot if that is the one asked
+    /// for. KIP-630's errors: NOT_LEADER_OR_FOLLOWER from a non-leader,
+    /// FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a voter's stale or future epoch,
+    /// SNAPSHOT_NOT_FOUND for any other snapshot id (the fetcher then fetches again and
+    /// learns the current one). A voter's FetchSnapshot counts as hearing from it for
+    /// check-quorum. The driver checks the position against the snapshot's size.
+    pub fn handle_fetch_snapshot(&mut self, req: FetchSnapshotRequest) -> FetchSnapshotAnswer {
+        let error = |core: &Self, code| FetchSnapshotAnswer::Error {
+            code,
+            epoch: core.epoch,
+            leader: core.leader,
+        };
+        let voter = match self.validate_fetcher(req.replica_id, req.epoch) {
+            Ok(voter) => voter,
+            Err(code) => return error(self, code),
+        };
+        if self.log.snapshot() != Some(req.snapshot) {
+            return error(self, codes::SNAPSHOT_NOT_FOUND);
+        }
+        if voter && !self.fetched_since_check.contains(&req.replica_id) {
+            self.fetched_since_check.push(req.replica_id);
+        }
+        FetchSnapshotAnswer::Serve {
+            epoch: self.epoch,
+            leader: self.id,
+            snapshot: req.snapshot,
+        }
+    }
+
+    /// A FetchSnapshot answer from the leader of this epoch: a chunk arrived (`Ok`), which
+    /// keeps the fetch timer from firing, or an error. SNAPSHOT_NOT_FOUND and
+    /// POSITION_OUT_OF_RANGE send the follower back to Fetch (the leader has a newer
+    /// snapshot, or the snapshot changed under it); a later epoch is observed.
+    pub fn handle_fetch_snapshot_response(
+        &mut self,
+        epoch: i32,
+        leader: Option<ReplicaId>,
+        result: Result<(), i16>,
+    ) {
+        if epoch > self.epoch {
+            self.observe_epoch(epoch, leader);
+        }
+        if self.role != Role::Follower || epoch != self.epoch || leader != self.leader {
+            return;
+        }
+        match result {
+            Ok(()) => self.effects.push(Effect::SetTimer(Timer::Fetch)),
+            Err(codes::SNAPSHOT_NOT_FOUND | codes::POSITION_OUT_OF_RANGE) => {
+                self.snapshot_to_fetch = None;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The whole snapshot `id` was fetched and fsynced: it replaces the follower's log
+    /// (KIP-630). The log is empty and starts at the snapshot's end, the epoch cache is
+    /// reset, and the snapshot's end is committed. Returns whether it was installed (it is
+    /// not when the follower no longer waits for that snapshot).
+    pub fn install_snapshot(&mut self, id: SnapshotId) -> bool {
+        if self.role != Role::Follower || self.snapshot_to_fetch != Some(id) {
+            return false;
+        }
+        self.snapshot_to_fetch = None;
+        self.log.install_snapshot(id);
+        self.effects.push(Effect::InstallSnapshot(id));
+        if id.end_offset > self.high_watermark {
+            self.high_watermark = id.end_offset;
+            self.effects.push(Effect::HighWatermark(id.end_offset));
+        }
+        self.effects.push(Effect::SetTimer(Timer::Fetch));
+        true
+    }
+
+    /// The driver wrote a snapshot of the committed entries below `id.end_offset` and
+    /// deleted the log's segments below `log_start` (Kafka deletes below the latest
+    /// snapshot): the core serves that snapshot to fetchers below the new log start.
+    /// Any role may snapshot its own committed state.
+    pub fn snapshot_taken(&mut self, id: SnapshotId, log_start: i64) {
+        if id.end_offset > self.high_watermark {
+            return;
+        }
+        self.log.snapshot_taken(id);
+        self.log.advance_start(log_start);
     }
 
     /// Check-quorum (Kafka's leader resigns when a majority has not fetched for 1.5 fetch

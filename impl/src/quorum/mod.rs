@@ -24,4 +24,4 @@ mod sim_tests;
 mod tests;
 
 pub use self::core::*;
-pub use self::log::LogSummary;
+pub use self::log::{LogSummary, SnapshotId};

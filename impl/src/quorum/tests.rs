@@ -548,3 +548,341 @@ fn a_restarted_candidate_asks_for_votes_again_in_its_epoch() {
     c.send_vote_requests();
     assert!(sends(&c.take_effects()).is_empty());
 }
+
+// -----------------------------------------------------------------------------------------
+// Snapshots (KIP-630)
+
+/// Voter 1 leads epoch 1; voter 2 follows and has fetched; the leader has appended
+/// `records` more entries, committed with voter 2, snapshotted at its high watermark and
+/// deleted its log below `delete_below`. Voter 3 has nothing.
+fn leader_with_snapshot(records: i64, delete_below: i64) -> (QuorumCore, QuorumCore, QuorumCore) {
+    let (mut a, mut b, c) = elected();
+    for _ in 0..records {
+        a.append(1).unwrap();
+        a.flushed(a.log().end_offset());
+    }
+    fetch_round(&mut a, &mut b);
+    fetch_round(&mut a, &mut b);
+    let hw = a.high_watermark();
+    assert_eq!(hw, records + 1);
+    let id = SnapshotId {
+        end_offset: hw,
+        epoch: 1,
+    };
+    a.snapshot_taken(id, delete_below);
+    a.take_effects();
+    assert_eq!(a.log().snapshot(), Some(id));
+    assert_eq!(a.log().start_offset(), delete_below.min(hw));
+    (a, b, c)
+}
+
+fn follower_of_1(id: ReplicaId) -> QuorumCore {
+    let mut c = voter(id);
+    c.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 1,
+    });
+    c.take_effects();
+    c
+}
+
+#[test]
+fn a_snapshot_is_taken_only_of_committed_entries() {
+    let (mut a, _, _) = elected();
+    a.append(3).unwrap();
+    a.flushed(a.log().end_offset());
+    // Nothing past the high watermark (only voter 1 has the entries).
+    a.snapshot_taken(
+        SnapshotId {
+            end_offset: 4,
+            epoch: 1,
+        },
+        4,
+    );
+    assert_eq!(a.log().snapshot(), None);
+    assert_eq!(a.log().start_offset(), 0);
+}
+
+#[test]
+fn a_fetch_below_the_log_start_is_answered_with_the_snapshot_id() {
+    let (mut a, _, _) = leader_with_snapshot(4, 5);
+    let snapshot = SnapshotId {
+        end_offset: 5,
+        epoch: 1,
+    };
+    let c = follower_of_1(3);
+    let (_, req) = c.fetch_request().unwrap();
+    assert_eq!(req.fetch_offset, 0);
+    let answer = a.handle_fetch(req);
+    assert_eq!(
+        answer,
+        FetchAnswer::Snapshot {
+            epoch: 1,
+            leader: 1,
+            high_watermark: 5,
+            snapshot
+        }
+    );
+    // A snapshot answer does not count as the voter's end offset.
+    assert_eq!(a.voter_end_offsets()[2], (3, 0));
+    // Observers (brokers) below the log start get it too.
+    let observer = FetchRequest {
+        replica_id: -1,
+        epoch: -1,
+        fetch_offset: 2,
+        last_fetched_epoch: -1,
+    };
+    assert!(matches!(
+        a.handle_fetch(observer),
+        FetchAnswer::Snapshot { snapshot: s, .. } if s == snapshot
+    ));
+    // At the log start: records.
+    let at_start = FetchRequest {
+        fetch_offset: 5,
+        ..observer
+    };
+    assert!(matches!(
+        a.handle_fetch(at_start),
+        FetchAnswer::Records { from_offset: 5, .. }
+    ));
+    // On the wire, the answer carries the snapshot id.
+    let resp = answer
+        .into_response(&req, |_, _| -> Result<Vec<Batch>, ()> {
+            panic!("nothing is read for a snapshot answer")
+        })
+        .unwrap();
+    assert_eq!(resp.result, FetchResult::Snapshot(snapshot));
+}
+
+#[test]
+fn a_divergence_below_the_log_start_is_answered_with_the_snapshot_id() {
+    // The leader's log: epoch 1 at 0..3, then epoch 2 from 3 on; snapshot at 7, log start 4.
+    let mut a = QuorumCore::restart(
+        1,
+        vec![1, 2, 3],
+        QuorumState {
+            epoch: 2,
+            voted_for: Some(1),
+            leader: None,
+        },
+        LogSummary::new(vec![(1, 0)], 3, 3),
+    );
+    a.take_effects();
+    a.handle_vote_response(
+        2,
+        VoteResponse {
+            error_code: 0,
+            epoch: 2,
+            leader: None,
+            vote_granted: true,
+        },
+    );
+    assert!(a.is_leader());
+    a.append(3).unwrap();
+    a.flushed(a.log().end_offset());
+    a.take_effects();
+    // Voter 2 has everything: the high watermark is the log end.
+    a.handle_fetch(FetchRequest {
+        replica_id: 2,
+        epoch: 2,
+        fetch_offset: 7,
+        last_fetched_epoch: 2,
+    });
+    assert_eq!(a.high_watermark(), 7);
+    a.snapshot_taken(
+        SnapshotId {
+            end_offset: 7,
+            epoch: 2,
+        },
+        4,
+    );
+    assert_eq!(a.log().epochs(), &[(2, 4)]);
+    // Voter 3 holds epoch-1 entries to offset 5 that the leader never had past 3: the
+    // divergence (epoch 1 ends at 3) is below the log start (4).
+    let answer = a.handle_fetch(FetchRequest {
+        replica_id: 3,
+        epoch: 2,
+        fetch_offset: 5,
+        last_fetched_epoch: 1,
+    });
+    assert!(matches!(answer, FetchAnswer::Snapshot { .. }), "{answer:?}");
+    // One whose divergence is at or above the log start gets the diverging epoch.
+    let answer = a.handle_fetch(FetchRequest {
+        replica_id: 3,
+        epoch: 2,
+        fetch_offset: 9,
+        last_fetched_epoch: 2,
+    });
+    assert!(
+        matches!(
+            answer,
+            FetchAnswer::DivergingEpoch {
+                diverging_epoch: 2,
+                end_offset: 7,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn a_follower_fetches_the_snapshot_and_installs_it() {
+    let (mut a, _, _) = leader_with_snapshot(4, 5);
+    let snapshot = SnapshotId {
+        end_offset: 5,
+        epoch: 1,
+    };
+    let mut c = follower_of_1(3);
+    fetch_round(&mut a, &mut c);
+    // The follower now waits for the snapshot: no Fetch, a FetchSnapshot.
+    assert!(c.fetch_request().is_none());
+    let (to, sreq) = c.snapshot_request().unwrap();
+    assert_eq!((to, sreq.snapshot, sreq.epoch), (1, snapshot, 1));
+    // The leader serves it; another id is SNAPSHOT_NOT_FOUND.
+    assert_eq!(
+        a.handle_fetch_snapshot(sreq),
+        FetchSnapshotAnswer::Serve {
+            epoch: 1,
+            leader: 1,
+            snapshot
+        }
+    );
+    let other = FetchSnapshotRequest {
+        snapshot: SnapshotId {
+            end_offset: 3,
+            epoch: 1,
+        },
+        ..sreq
+    };
+    assert!(matches!(
+        a.handle_fetch_snapshot(other),
+        FetchSnapshotAnswer::Error {
+            code: codes::SNAPSHOT_NOT_FOUND,
+            ..
+        }
+    ));
+    // A chunk keeps the fetch timer from firing.
+    c.take_effects();
+    c.handle_fetch_snapshot_response(1, Some(1), Ok(()));
+    assert_eq!(c.take_effects(), vec![Effect::SetTimer(Timer::Fetch)]);
+    // Installing a snapshot nobody asked for does nothing.
+    assert!(!c.install_snapshot(other.snapshot));
+    assert!(c.install_snapshot(snapshot));
+    assert_eq!(
+        c.take_effects(),
+        vec![
+            Effect::InstallSnapshot(snapshot),
+            Effect::HighWatermark(5),
+            Effect::SetTimer(Timer::Fetch)
+        ]
+    );
+    assert_eq!(c.log().start_offset(), 5);
+    assert_eq!((c.log().end_offset(), c.log().last_epoch()), (5, 1));
+    assert!(c.log().epochs().is_empty());
+    assert_eq!(c.high_watermark(), 5);
+    // Then it fetches records from the snapshot's end, and the leader counts it.
+    let (_, req) = c.fetch_request().unwrap();
+    assert_eq!((req.fetch_offset, req.last_fetched_epoch), (5, 1));
+    a.append(1).unwrap();
+    a.flushed(a.log().end_offset());
+    fetch_round(&mut a, &mut c);
+    assert_eq!(c.log().end_offset(), 6);
+    assert_eq!(c.log().epochs(), &[(1, 5)]);
+    assert_eq!(a.voter_end_offsets()[2], (3, 5));
+}
+
+#[test]
+fn fetch_snapshot_errors_follow_kip_630() {
+    let (mut a, mut b, _) = leader_with_snapshot(2, 3);
+    let req = FetchSnapshotRequest {
+        replica_id: 2,
+        epoch: 1,
+        snapshot: SnapshotId {
+            end_offset: 3,
+            epoch: 1,
+        },
+    };
+    // Only the leader serves snapshots.
+    assert!(matches!(
+        b.handle_fetch_snapshot(req),
+        FetchSnapshotAnswer::Error {
+            code: codes::NOT_LEADER_OR_FOLLOWER,
+            leader: Some(1),
+            ..
+        }
+    ));
+    // A voter's stale epoch is fenced, a future one unknown; observers send -1.
+    assert!(matches!(
+        a.handle_fetch_snapshot(FetchSnapshotRequest { epoch: 0, ..req }),
+        FetchSnapshotAnswer::Error {
+            code: codes::FENCED_LEADER_EPOCH,
+            ..
+        }
+    ));
+    assert!(matches!(
+        a.handle_fetch_snapshot(FetchSnapshotRequest { epoch: 2, ..req }),
+        FetchSnapshotAnswer::Error {
+            code: codes::UNKNOWN_LEADER_EPOCH,
+            ..
+        }
+    ));
+    assert!(matches!(
+        a.handle_fetch_snapshot(FetchSnapshotRequest {
+            replica_id: -1,
+            epoch: -1,
+            ..req
+        }),
+        FetchSnapshotAnswer::Serve { .. }
+    ));
+    // A follower told SNAPSHOT_NOT_FOUND goes back to Fetch.
+    let mut c = follower_of_1(3);
+    fetch_round(&mut a, &mut c);
+    assert!(c.snapshot_request().is_some());
+    c.handle_fetch_snapshot_response(1, Some(1), Err(codes::SNAPSHOT_NOT_FOUND));
+    assert!(c.snapshot_request().is_none());
+    assert!(c.fetch_request().is_some());
+    // A new leader: the follower forgets the old leader's snapshot.
+    fetch_round(&mut a, &mut c);
+    assert!(c.snapshot_request().is_some());
+    c.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 2,
+        leader_epoch: 2,
+    });
+    assert!(c.snapshot_request().is_none());
+}
+
+#[test]
+fn votes_compare_the_snapshot_id_when_the_log_is_empty() {
+    // Voter 3 installed a snapshot ending at 5 in epoch 1; its log is empty after it.
+    let (mut a, _, _) = leader_with_snapshot(4, 5);
+    let mut c = follower_of_1(3);
+    fetch_round(&mut a, &mut c);
+    let (_, sreq) = c.snapshot_request().unwrap();
+    assert!(c.install_snapshot(sreq.snapshot));
+    c.take_effects();
+    assert_eq!((c.log().last_epoch(), c.log().end_offset()), (1, 5));
+    // A candidate whose log ends before the snapshot is not up to date; one that matches
+    // or passes it is.
+    assert!(!c.log_up_to_date(1, 4));
+    assert!(!c.log_up_to_date(0, 9));
+    assert!(c.log_up_to_date(1, 5));
+    assert!(c.log_up_to_date(2, 1));
+    // Its own candidacy carries the snapshot's id.
+    c.timeout();
+    let effects = c.take_effects();
+    let Some((_, Request::Vote(v))) = sends(&effects).first().copied() else {
+        panic!("no vote request in {effects:?}");
+    };
+    assert_eq!((v.last_epoch, v.end_offset), (1, 5));
+    // A restarted voter with a snapshot and an empty log answers the same.
+    let restarted = QuorumCore::restart(
+        3,
+        vec![1, 2, 3],
+        c.quorum_state(),
+        LogSummary::new(Vec::new(), 5, 5).with_snapshot(5, Some(sreq.snapshot)),
+    );
+    assert!(!restarted.log_up_to_date(1, 4));
+    assert!(restarted.log_up_to_date(1, 5));
+    assert_eq!(restarted.high_watermark(), 5);
+}

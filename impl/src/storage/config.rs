@@ -35,6 +35,12 @@ pub struct LogConfig {
     pub max_batch_bytes: u64,
     /// fsync policy.
     pub flush_policy: FlushPolicy,
+    /// A batch larger than `segment_bytes` gets a segment of its own instead of failing with
+    /// `AppendTooLarge`. Set for the KRaft metadata log only: Kafka floors
+    /// `metadata.log.segment.bytes` at its largest metadata batch (8 MiB), while Osprey's
+    /// controller batches are not bounded that way and its tests use tiny metadata segments
+    /// so that snapshots visibly delete them.
+    pub oversized_batch_own_segment: bool,
 }
 
 impl Default for LogConfig {
@@ -44,6 +50,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: 1_048_588,
             flush_policy: FlushPolicy::Os,
+            oversized_batch_own_segment: false,
         }
     }
 }

@@ -382,7 +382,7 @@ impl PartitionLog {
     }
 
     fn check_append(&self, size: usize, first: i64, last: i64) -> Result<()> {
-        if size as u64 > self.config.segment_bytes {
+        if size as u64 > self.config.segment_bytes && !self.config.oversized_batch_own_segment {
             return Err(StorageError::AppendTooLarge {
                 size: size as u64,
                 segment_bytes: self.config.segment_bytes,
@@ -676,7 +676,16 @@ impl PartitionLog {
         Ok(new_end)
     }
 
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+    /// Empties the log and restarts it at `offset`, which may lie past the log end (Kafka's
+    /// `truncateFullyAndStartAt`: a replica that installed a snapshot ending there). Every
+    /// segment is deleted, one empty segment starts at `offset`, the epoch cache is emptied
+    /// and the high watermark set to `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(StorageError::InvalidArgument {
+                reason: format!("cannot restart the log at negative offset {offset}"),
+            });
+        }
         let all: Vec<i64> = self.segments.keys().copied().collect();
         for b in all.iter().rev() {
             if let Some(seg) = self.segments.remove(b) {
@@ -773,12 +782,30 @@ impl PartitionLog {
                 }
             }
         }
-        if n == 0 {
+        self.delete_oldest_segments(&bases[..n], "retention")
+    }
+
+    /// Deletes the whole segments that lie entirely below `offset` (every record of which is
+    /// below it), oldest first, never the active segment; returns how many. Kafka deletes the
+    /// metadata log's segments below its latest snapshot this way. The log start offset moves
+    /// to the first remaining segment, the epoch cache is truncated from the start and the
+    /// high watermark raised to the log start if it was below.
+    pub fn delete_segments_below(&mut self, offset: i64) -> Result<usize> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let n = bases.windows(2).take_while(|w| w[1] <= offset).count();
+        self.delete_oldest_segments(&bases[..n], "below the snapshot")
+    }
+
+    /// Deletes the segments with these base offsets (the oldest ones), then moves the log
+    /// start to the first remaining segment: the epoch cache is truncated from the start and
+    /// the high watermark raised to the log start if it was below. Returns how many went.
+    fn delete_oldest_segments(&mut self, bases: &[i64], reason: &str) -> Result<usize> {
+        if bases.is_empty() {
             return Ok(0);
         }
-        for b in &bases[..n] {
+        for b in bases {
             if let Some(seg) = self.segments.remove(b) {
-                tracing::info!(path = %seg.log_path().display(), "deleting segment by retention");
+                tracing::info!(path = %seg.log_path().display(), reason, "deleting segment");
                 seg.delete()?;
             }
         }
@@ -788,7 +815,7 @@ impl PartitionLog {
         c.truncate_from_start(start);
         self.set_epoch_cache(c)?;
         self.high_watermark = self.high_watermark.max(start);
-        Ok(n)
+        Ok(bases.len())
     }
 
     /// Clean shutdown: fsync the active segment and its index, checkpoint the high

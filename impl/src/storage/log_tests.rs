@@ -22,6 +22,7 @@ pub(super) fn cfg(segment_bytes: u64, flush_policy: FlushPolicy) -> LogConfig {
         index_interval_bytes: 256,
         max_batch_bytes: 1 << 20,
         flush_policy,
+        oversized_batch_own_segment: false,
     }
 }
 
@@ -915,4 +916,72 @@ fn for_each_batch_header_walks_every_segment_in_order() {
     let mut after = 0;
     log.for_each_batch_header(|_| after += 1).unwrap();
     assert_eq!(after, 4, "truncated batches are gone");
+}
+
+#[test]
+fn segments_wholly_below_an_offset_are_deleted_and_the_log_start_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), cfg(500, FlushPolicy::Os));
+    for i in 0..20 {
+        log.append_as_leader(batch(2, 0, 50), i / 5)
+            .expect("append");
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() > 4, "{bases:?}");
+    // Below the first segment's end: nothing goes.
+    assert_eq!(log.delete_segments_below(bases[1] - 1).expect("delete"), 0);
+    assert_eq!(log.log_start_offset(), 0);
+    // An offset inside the third segment: the first two go, the third stays.
+    let cut = bases[2] + 1;
+    assert_eq!(log.delete_segments_below(cut).expect("delete"), 2);
+    assert_eq!(log.log_start_offset(), bases[2]);
+    assert_eq!(log.segment_base_offsets(), bases[2..].to_vec());
+    assert_eq!(segment_files(dir.path()).len(), bases.len() - 2);
+    assert_eq!(
+        log.epoch_cache().earliest_entry().map(|e| e.start_offset),
+        Some(bases[2])
+    );
+    assert!(matches!(
+        log.read(0, 10).expect_err("deleted"),
+        StorageError::OffsetOutOfRange { .. }
+    ));
+    read_all(&log);
+    // Never the active segment, even below the log end.
+    let end = log.log_end_offset();
+    log.delete_segments_below(end + 100).expect("delete");
+    assert_eq!(log.segment_base_offsets().len(), 1);
+    assert_eq!(log.log_end_offset(), end);
+    // Reopened, the log starts where it did.
+    let start = log.log_start_offset();
+    drop(log);
+    let mut log = open(dir.path(), cfg(500, FlushPolicy::Os));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, end));
+    // Restarting the log past its end (a snapshot was installed).
+    log.truncate_fully_and_start_at(end + 7).expect("restart");
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (end + 7, end + 7)
+    );
+    assert!(log.epoch_cache().is_empty());
+    log.append_as_leader(batch(1, 0, 10), 9).expect("append");
+    assert_eq!(log.log_end_offset(), end + 8);
+}
+
+#[test]
+fn an_oversized_batch_gets_a_segment_of_its_own_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(1024, FlushPolicy::EveryBatch);
+    c.oversized_batch_own_segment = true;
+    let mut log = open(dir.path(), c.clone());
+    log.append_as_leader(batch(1, 0, 100), 0).expect("append");
+    log.append_as_leader(batch(1, 0, 5000), 0)
+        .expect("an oversized batch is stored");
+    log.append_as_leader(batch(1, 0, 100), 0).expect("append");
+    assert_eq!(log.segment_base_offsets(), vec![0, 1, 2]);
+    assert_eq!(read_all(&log).len(), 3);
+    drop(log);
+    let log = open(dir.path(), c);
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(read_all(&log).len(), 3);
 }

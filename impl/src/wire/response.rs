@@ -192,6 +192,7 @@ served_response_kinds!(
     BeginQuorumEpoch,
     EndQuorumEpoch,
     DescribeQuorum,
+    FetchSnapshot,
 );
 
 #[cfg(test)]

@@ -308,6 +308,7 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("BeginQuorumEpochRequest", BeginQuorumEpoch, v(0, 0), flexible: NEVER, BEGIN_QUORUM_EPOCH),
     layout!("EndQuorumEpochRequest", EndQuorumEpoch, v(0, 0), flexible: NEVER, END_QUORUM_EPOCH),
     layout!("DescribeQuorumRequest", DescribeQuorum, v(0, 0), flexible: ALL, DESCRIBE_QUORUM),
+    layout!("FetchSnapshotRequest", FetchSnapshot, v(0, 0), flexible: ALL, FETCH_SNAPSHOT),
 ];
 
 // Produce.
@@ -794,6 +795,29 @@ const DESCRIBE_QUORUM_TOPIC: &[Field] = &[
     ),
 ];
 const DESCRIBE_QUORUM_PARTITION: &[Field] = &[f("partition_index", I32, ALL)];
+// FetchSnapshot (KIP-630).
+const FETCH_SNAPSHOT: &[Field] = &[
+    tagged("cluster_id", 0, STR, ALL).null(ALL),
+    f("replica_id", I32, ALL),
+    f("max_bytes", I32, ALL),
+    f("topics", array(&Kind::Struct(FETCH_SNAPSHOT_TOPIC)), ALL),
+];
+const FETCH_SNAPSHOT_TOPIC: &[Field] = &[
+    f("name", STR, ALL),
+    f(
+        "partitions",
+        array(&Kind::Struct(FETCH_SNAPSHOT_PARTITION)),
+        ALL,
+    ),
+];
+const FETCH_SNAPSHOT_PARTITION: &[Field] = &[
+    f("partition", I32, ALL),
+    f("current_leader_epoch", I32, ALL),
+    f("snapshot_id", Kind::Struct(FETCH_SNAPSHOT_ID), ALL),
+    f("position", I64, ALL),
+    tagged("replica_directory_id", 0, UUID, from(1)),
+];
+const FETCH_SNAPSHOT_ID: &[Field] = &[f("end_offset", I64, ALL), f("epoch", I32, ALL)];
 
 // ---------------------------------------------------------------------------------------
 // Walking bytes.

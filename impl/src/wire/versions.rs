@@ -93,6 +93,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::BeginQuorumEpoch, 0, 0),
     ServedApi::new(ApiKey::EndQuorumEpoch, 0, 0),
     ServedApi::new(ApiKey::DescribeQuorum, 0, 0),
+    // KIP-630: a follower or broker below the leader's log start fetches its snapshot.
+    ServedApi::new(ApiKey::FetchSnapshot, 0, 0),
 ];
 
 /// Kafka error code UNSUPPORTED_VERSION.

@@ -4,10 +4,12 @@
 use super::config::KraftConfig;
 use super::model::KraftModel;
 use super::trace::KraftTrace;
-use crate::check::{CheckOptions, CheckReport, Engine, Progress, PropertyVerdict};
+use crate::check::{
+    wait_for_checker, CheckOptions, CheckReport, Engine, Progress, PropertyVerdict,
+};
 use crate::properties::expectation_name;
 use stateright::{Checker, Expectation, HasDiscoveries, Model};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The report of a KRaft check.
 pub type KraftCheckReport = CheckReport<KraftConfig, KraftTrace>;
@@ -29,18 +31,7 @@ pub fn check_kraft(
         Engine::Bfs => Box::new(builder.spawn_bfs()),
         Engine::DfsSymmetry => Box::new(builder.symmetry().spawn_dfs()),
     };
-    while !checker.is_done() {
-        on_progress(Progress {
-            unique_states: checker.unique_state_count(),
-            total_states: checker.state_count(),
-            max_depth: checker.max_depth(),
-            elapsed: start.elapsed(),
-        });
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for h in checker.handles() {
-        let _ = h.join();
-    }
+    wait_for_checker(checker.as_mut(), start, &mut on_progress);
     let elapsed = start.elapsed();
     let discoveries = checker.discoveries();
     let mut verdicts = Vec::new();
