@@ -189,6 +189,22 @@ impl Cluster {
 
     /// Metadata for `topics` (all when `None`) from any live broker.
     pub fn metadata(&self, topics: Option<&[&str]>) -> Option<MetadataResponse> {
+        self.live_broker_ids()
+            .into_iter()
+            .find_map(|id| self.metadata_from(id, topics))
+    }
+
+    /// The brokers whose process is running.
+    pub fn live_broker_ids(&self) -> Vec<i32> {
+        self.broker_ids()
+            .into_iter()
+            .filter(|id| self.nodes[id].child.is_some())
+            .collect()
+    }
+
+    /// Metadata for `topics` (all when `None`) as broker `id` sees it. Each broker applies
+    /// the metadata log on its own schedule, so two brokers may briefly disagree.
+    pub fn metadata_from(&self, id: i32, topics: Option<&[&str]>) -> Option<MetadataResponse> {
         let req = MetadataRequest::default()
             .with_allow_auto_topic_creation(false)
             .with_topics(topics.map(|ts| {
@@ -199,18 +215,11 @@ impl Cluster {
                     })
                     .collect()
             }));
-        for id in self.broker_ids() {
-            if self.nodes[&id].child.is_none() {
-                continue;
-            }
-            let addr = format!("127.0.0.1:{}", self.nodes[&id].port);
-            if let Ok(ResponseKind::Metadata(m)) =
-                send(&addr, 12, RequestKind::Metadata(req.clone()))
-            {
-                return Some(m);
-            }
+        let addr = format!("127.0.0.1:{}", self.nodes[&id].port);
+        match send(&addr, 12, RequestKind::Metadata(req)) {
+            Ok(ResponseKind::Metadata(m)) => Some(m),
+            _ => None,
         }
-        None
     }
 
     pub fn wait_for_brokers(&self, n: usize, timeout: Duration) {
@@ -237,13 +246,17 @@ impl Cluster {
 
     /// (leader, isr) of a partition as a broker's metadata shows it.
     pub fn partition_state(&self, topic: &str, partition: i32) -> Option<(i32, Vec<i32>)> {
-        let m = self.metadata(Some(&[topic]))?;
-        let t = m.topics.into_iter().next()?;
-        let p = t
-            .partitions
-            .into_iter()
-            .find(|p| p.partition_index == partition)?;
-        Some((p.leader_id.0, p.isr_nodes.iter().map(|b| b.0).collect()))
+        partition_state_in(self.metadata(Some(&[topic]))?, partition)
+    }
+
+    /// (leader, isr) of a partition as broker `id`'s metadata shows it.
+    pub fn partition_state_on(
+        &self,
+        id: i32,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(i32, Vec<i32>)> {
+        partition_state_in(self.metadata_from(id, Some(&[topic]))?, partition)
     }
 
     pub fn create_topic(&self, topic: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) {
@@ -276,10 +289,31 @@ impl Cluster {
             "create topic failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.wait_until(Duration::from_secs(10), "topic leaders", |c| {
-            (0..partitions).all(|p| c.partition_state(topic, p).is_some_and(|(l, _)| l >= 0))
-        });
+        // Every live broker, the leaders among them, must have applied the new topic:
+        // a produce sent to a leader that has not yet applied it would be answered
+        // UNKNOWN_TOPIC_OR_PARTITION (clients retry that; these tests send one request).
+        self.wait_until(
+            Duration::from_secs(10),
+            "topic leaders on every broker",
+            |c| {
+                c.live_broker_ids().into_iter().all(|b| {
+                    (0..partitions).all(|p| {
+                        c.partition_state_on(b, topic, p)
+                            .is_some_and(|(l, _)| l >= 0)
+                    })
+                })
+            },
+        );
     }
+}
+
+fn partition_state_in(m: MetadataResponse, partition: i32) -> Option<(i32, Vec<i32>)> {
+    let t = m.topics.into_iter().next()?;
+    let p = t
+        .partitions
+        .into_iter()
+        .find(|p| p.partition_index == partition)?;
+    Some((p.leader_id.0, p.isr_nodes.iter().map(|b| b.0).collect()))
 }
 
 impl Drop for Cluster {
