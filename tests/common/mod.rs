@@ -187,6 +187,15 @@ impl Cluster {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// The last lines of every node's log, for a failing test's message.
+    pub fn log_tails(&self) -> String {
+        self.nodes
+            .keys()
+            .map(|id| format!("--- node {id}\n{}", self.log_tail(*id)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Metadata for `topics` (all when `None`) from any live broker.
     pub fn metadata(&self, topics: Option<&[&str]>) -> Option<MetadataResponse> {
         self.live_broker_ids()
@@ -233,12 +242,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         while !cond(self) {
             if Instant::now() > deadline {
-                let logs: Vec<String> = self
-                    .nodes
-                    .keys()
-                    .map(|id| format!("--- node {id}\n{}", self.log_tail(*id)))
-                    .collect();
-                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+                panic!("timed out waiting for {what}\n{}", self.log_tails());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
