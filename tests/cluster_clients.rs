@@ -6,16 +6,9 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{python, Cluster};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::{python, serial, Cluster};
 
 fn have_kcat() -> bool {
     let ok = Command::new("kcat")

@@ -6,22 +6,14 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{python, send, Cluster};
+use common::{python, send, serial, Cluster};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use osprey_broker::storage::{BatchBuilder, BatchView, Batches, LogConfig, PartitionLog};
-
-/// The clusters are heavy for a 2-core machine: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 type Records = Vec<(i32, i64, String)>;
 

@@ -17,6 +17,14 @@ use osprey_broker::client::Connection;
 
 pub const CONTROLLER_ID: i32 = 1;
 
+/// A cluster is several processes, heavy for a 2-core machine: the tests of one binary
+/// take this lock so that one cluster runs at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Node {
     pub id: i32,
     pub port: u16,
