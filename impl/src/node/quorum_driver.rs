@@ -868,25 +868,25 @@ impl QuorumDriver {
         if applied {
             self.maybe_snapshot(st);
         }
+        // A segment still active when the snapshot was taken goes once the log rolls.
         self.delete_below_snapshot(st);
     }
 
     /// Deletes the segments that lie wholly below the latest snapshot (a segment that was
     /// still active when the snapshot was taken goes once the log has rolled past it), and
     /// moves the core's log start with them.
-    fn delete_below_snapshot(&self, st: &mut State) {
+    /// Returns how many segments went.
+    fn delete_below_snapshot(&self, st: &mut State) -> usize {
         let Some(id) = st.core.log().snapshot() else {
-            return;
+            return 0;
         };
-        let bases = st.log.segment_base_offsets();
-        if bases.get(1).is_none_or(|&next| next > id.end_offset) {
-            return;
-        }
-        match st.log.delete_segments_below(id.end_offset) {
-            Ok(n) => tracing::debug!(node = self.id, n, "deleted segments below the snapshot"),
+        let deleted = match st.log.delete_segments_below(id.end_offset) {
+            Ok(0) => return 0,
+            Ok(n) => n,
             Err(e) => fatal("cannot delete metadata log segments below the snapshot", e),
-        }
+        };
         st.core.snapshot_taken(id, st.log.log_start_offset());
+        deleted
     }
 
     /// Writes a snapshot of the committed image once enough was committed since the last
@@ -920,11 +920,8 @@ impl QuorumDriver {
                 return;
             }
         };
-        let deleted = match st.log.delete_segments_below(end) {
-            Ok(n) => n,
-            Err(e) => fatal("cannot delete metadata log segments below the snapshot", e),
-        };
         st.core.snapshot_taken(id, st.log.log_start_offset());
+        let deleted = self.delete_below_snapshot(st);
         if let Err(e) = metadata_snapshot::delete_older(&self.dir, id) {
             tracing::warn!(error = %e, "cannot delete older snapshots");
         }
