@@ -28,6 +28,8 @@ enum Command {
     Topics(cmd::topics::TopicsArgs),
     /// Serve stateright's web explorer of the model's state space on 127.0.0.1.
     Explore(cmd::check::ExploreArgs),
+    /// Describe the KRaft metadata quorum (like kafka-metadata-quorum.sh).
+    MetadataQuorum(cmd::metadata_quorum::MetadataQuorumArgs),
     /// Run a local multi-process cluster: up, down, kill --node N, start --node N.
     Cluster(cmd::cluster::ClusterArgs),
     /// Generate model traces for the conformance suite.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Explore(args) => cmd::check::explore(args),
         Command::Broker(args) => cmd::broker::run(args),
         Command::Topics(args) => cmd::topics::run(args),
+        Command::MetadataQuorum(args) => cmd::metadata_quorum::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Traces(args) => cmd::traces::run(args),
         Command::Conformance(args) => cmd::conformance::run(args),

@@ -2,11 +2,19 @@
 //! environment variables, exactly as the Confluent/Apache Docker images read them
 //! (`KAFKA_NODE_ID` → `node.id`, `KAFKA_LOG_DIRS` → `log.dirs`, `___` → `-`, `__` → `_`).
 //!
-//! Every key is known: an unknown or invalid setting stops the node at start-up with a
-//! message that names it, so a typo never silently falls back to a default.
+//! As in Kafka, a key Osprey does not know is reported as a warning that names it ("was
+//! supplied but isn't a known config") and ignored, so compose files written for the
+//! apache/kafka image start unchanged; an invalid value of a known key stops the node at
+//! start-up with a message that names the key, so a typo in a value never silently falls
+//! back to a default.
+//!
+//! Host names are kept as written (`localhost`, `broker-1`, an empty host for "every
+//! address"): a listener's host is resolved when it is bound ([`NodeConfig::bind_addr`]) and
+//! a peer's each time a connection is made, so a container that restarts with a new address
+//! is found again.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// A configuration error, naming the setting at fault.
@@ -16,8 +24,6 @@ pub enum ConfigError {
     Read { path: String, reason: String },
     #[error("line {line}: expected `key=value`, found {text:?}")]
     Syntax { line: usize, text: String },
-    #[error("unknown setting `{key}` (from {source_name})")]
-    Unknown { key: String, source_name: String },
     #[error("invalid value for `{key}`: {value:?}: {reason}")]
     Invalid {
         key: String,
@@ -27,6 +33,34 @@ pub enum ConfigError {
     #[error("missing required setting `{0}`")]
     Missing(&'static str),
 }
+
+/// A setting that was supplied but is not one Osprey knows: logged, then ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub key: String,
+    pub source_name: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the configuration `{}` (from {}) was supplied but isn't a known config; ignored",
+            self.key, self.source_name
+        )
+    }
+}
+
+/// A loaded configuration and what was ignored on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedConfig {
+    pub config: NodeConfig,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// The security protocols Kafka names; Osprey serves PLAINTEXT only (a listener mapped to
+/// another one is refused at start-up, naming it).
+const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
 /// `process.roles`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,19 +212,32 @@ const ACCEPTED_AND_IGNORED: &[&str] = &[
     "num.recovery.threads.per.data.dir",
 ];
 
-/// Environment variables of the Docker images that are not settings.
+/// Environment variables of the Docker images that are not settings (JVM and logging
+/// options of Kafka's start scripts).
 const ENV_NOT_SETTINGS: &[&str] = &[
     "KAFKA_HEAP_OPTS",
     "KAFKA_OPTS",
     "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_LOG4J_OPTS",
+    "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_DEBUG",
 ];
 
+/// The apache/kafka image formats its storage with the cluster id in `CLUSTER_ID` (no
+/// `KAFKA_` prefix); Osprey reads it as `cluster.id`.
+const CLUSTER_ID_ENV: &str = "CLUSTER_ID";
+
 impl NodeConfig {
-    /// Reads `path` (if any) and then the `KAFKA_*` variables of `env`, the later winning.
+    /// Reads `path` (if any) and then the `KAFKA_*` variables (and `CLUSTER_ID`) of `env`,
+    /// the later winning.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<NodeConfig, ConfigError> {
+    ) -> Result<LoadedConfig, ConfigError> {
         let mut settings: Vec<(String, String, String)> = Vec::new();
         if let Some(path) = path {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -203,29 +250,44 @@ impl NodeConfig {
             }
         }
         for (name, value) in env {
-            if let Some(key) = env_to_key(&name) {
+            let key = if name == CLUSTER_ID_ENV {
+                Some("cluster.id".to_string())
+            } else {
+                env_to_key(&name)
+            };
+            if let Some(key) = key {
                 settings.push((key, value, format!("environment variable {name}")));
             }
         }
-        let mut config = NodeConfig::default();
-        for (key, value, source) in &settings {
-            config.set(key, value, source)?;
-        }
-        config.validate()?;
-        Ok(config)
+        Self::from_settings(settings)
     }
 
     /// Parses a properties text alone (no environment).
-    pub fn from_properties(text: &str) -> Result<NodeConfig, ConfigError> {
-        let mut config = NodeConfig::default();
-        for (k, v) in parse_properties(text)? {
-            config.set(&k, &v, "config file")?;
-        }
-        config.validate()?;
-        Ok(config)
+    pub fn from_properties(text: &str) -> Result<LoadedConfig, ConfigError> {
+        let settings = parse_properties(text)?
+            .into_iter()
+            .map(|(k, v)| (k, v, "config file".to_string()))
+            .collect();
+        Self::from_settings(settings)
     }
 
-    fn set(&mut self, key: &str, value: &str, source: &str) -> Result<(), ConfigError> {
+    fn from_settings(settings: Vec<(String, String, String)>) -> Result<LoadedConfig, ConfigError> {
+        let mut config = NodeConfig::default();
+        let mut warnings = Vec::new();
+        for (key, value, source) in &settings {
+            if !config.set(key, value)? {
+                warnings.push(ConfigWarning {
+                    key: key.clone(),
+                    source_name: source.clone(),
+                });
+            }
+        }
+        config.validate()?;
+        Ok(LoadedConfig { config, warnings })
+    }
+
+    /// Applies one setting; `Ok(false)` when the key is not one Osprey knows.
+    fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
         let value = value.trim();
         let invalid = |reason: &str| ConfigError::Invalid {
             key: key.to_string(),
@@ -261,10 +323,13 @@ impl NodeConfig {
                     let (name, proto) = entry
                         .split_once(':')
                         .ok_or_else(|| invalid("expected NAME:PROTOCOL pairs"))?;
-                    if proto != "PLAINTEXT" {
-                        return Err(invalid("only PLAINTEXT is supported"));
+                    let proto = proto.trim().to_ascii_uppercase();
+                    if !SECURITY_PROTOCOLS.contains(&proto.as_str()) {
+                        return Err(invalid(
+                            "the protocols are PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL",
+                        ));
                     }
-                    map.insert(name.to_string(), proto.to_string());
+                    map.insert(name.trim().to_string(), proto);
                 }
                 self.listener_security_protocol_map = map;
             }
@@ -360,14 +425,9 @@ impl NodeConfig {
                 self.leader_imbalance_check_interval_seconds = parse_positive(key, value)?
             }
             k if ACCEPTED_AND_IGNORED.contains(&k) => {}
-            _ => {
-                return Err(ConfigError::Unknown {
-                    key: key.to_string(),
-                    source_name: source.to_string(),
-                })
-            }
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -416,6 +476,31 @@ impl NodeConfig {
                 "must be larger than broker.heartbeat.interval.ms",
             ));
         }
+        for listener in &self.listeners {
+            match self.security_protocol(&listener.name) {
+                Some("PLAINTEXT") => {}
+                Some(other) => {
+                    return Err(invalid(
+                        "listeners",
+                        self.listeners_string(),
+                        &format!(
+                            "listener {} uses {other}; Osprey serves PLAINTEXT listeners only",
+                            listener.name
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        self.protocol_map_string(),
+                        &format!(
+                            "no security protocol defined for listener {}",
+                            listener.name
+                        ),
+                    ))
+                }
+            }
+        }
         let mut ports: Vec<u16> = self.listeners.iter().map(|l| l.port).collect();
         ports.sort_unstable();
         if ports.windows(2).any(|w| w[0] == w[1] && w[0] != 0) {
@@ -428,16 +513,39 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The listener clients and other brokers connect to (not a controller listener).
+    /// The security protocol of a listener, as Kafka resolves it: the map's entry; without a
+    /// map, a listener named after a protocol uses it and the controller listeners use
+    /// PLAINTEXT (what compose files that leave the map out of controllers rely on).
+    pub fn security_protocol(&self, listener_name: &str) -> Option<&str> {
+        if let Some(proto) = self.listener_security_protocol_map.get(listener_name) {
+            return Some(proto);
+        }
+        if !self.listener_security_protocol_map.is_empty() {
+            return None;
+        }
+        if let Some(p) = SECURITY_PROTOCOLS.iter().find(|p| **p == listener_name) {
+            return Some(p);
+        }
+        self.controller_listener_names
+            .iter()
+            .any(|n| n == listener_name)
+            .then_some("PLAINTEXT")
+    }
+
+    /// The listener other brokers connect to: `inter.broker.listener.name`, or the first
+    /// listener that is not a controller listener.
     pub fn broker_listener(&self) -> Option<&Listener> {
         self.listeners
             .iter()
             .find(|l| l.name == self.inter_broker_listener_name)
-            .or_else(|| {
-                self.listeners
-                    .iter()
-                    .find(|l| !self.controller_listener_names.contains(&l.name))
-            })
+            .or_else(|| self.broker_listeners().next())
+    }
+
+    /// Every listener the broker role serves clients on (all but the controller listeners).
+    pub fn broker_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| !self.controller_listener_names.contains(&l.name))
     }
 
     /// The listener the controller role serves on.
@@ -447,17 +555,38 @@ impl NodeConfig {
             .find(|l| self.controller_listener_names.contains(&l.name))
     }
 
-    /// What this broker tells clients to connect to: the advertised listener of the broker
-    /// listener's name, or the listener itself.
+    /// The name the broker listener is known by in metadata (its inter-broker name).
+    pub fn inter_broker_listener(&self) -> Option<&str> {
+        self.broker_listener().map(|l| l.name.as_str())
+    }
+
+    /// What this broker tells clients to connect to on the inter-broker listener.
     pub fn advertised_broker_listener(&self) -> Option<Listener> {
-        let listener = self.broker_listener()?;
-        Some(
-            self.advertised_listeners
-                .iter()
-                .find(|l| l.name == listener.name)
-                .cloned()
-                .unwrap_or_else(|| listener.clone()),
-        )
+        let name = &self.broker_listener()?.name;
+        self.advertised_broker_listeners()
+            .into_iter()
+            .find(|l| &l.name == name)
+    }
+
+    /// What this broker registers, one entry per broker listener: the advertised listener of
+    /// the same name, or the listener itself. A listener bound to every address (empty host
+    /// or `0.0.0.0`) and not advertised is advertised under this machine's host name, as
+    /// Kafka advertises its canonical host name (in a container, the container's name).
+    pub fn advertised_broker_listeners(&self) -> Vec<Listener> {
+        self.broker_listeners()
+            .map(|listener| {
+                let mut advertised = self
+                    .advertised_listeners
+                    .iter()
+                    .find(|l| l.name == listener.name)
+                    .cloned()
+                    .unwrap_or_else(|| listener.clone());
+                if advertised.host.is_empty() || advertised.host == "0.0.0.0" {
+                    advertised.host = local_host_name();
+                }
+                advertised
+            })
+            .collect()
     }
 
     /// The first log directory (Osprey keeps every partition of a node in one directory).
@@ -465,20 +594,38 @@ impl NodeConfig {
         &self.log_dirs[0]
     }
 
-    /// Socket address to bind for a listener.
+    /// Socket address to bind for a listener: an empty host binds every address, a name is
+    /// resolved (its first IPv4 address, else its first address), so `localhost` binds the
+    /// loopback only and `broker-1` the address the container network gave that name.
     pub fn bind_addr(listener: &Listener) -> Result<SocketAddr, ConfigError> {
         let host = if listener.host.is_empty() {
             "0.0.0.0"
         } else {
             &listener.host
         };
-        format!("{host}:{}", listener.port)
-            .parse()
-            .map_err(|_| ConfigError::Invalid {
-                key: "listeners".into(),
-                value: format!("{}://{}:{}", listener.name, listener.host, listener.port),
-                reason: "the host must be an IP address".into(),
-            })
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "listeners".into(),
+            value: format!("{}://{}:{}", listener.name, listener.host, listener.port),
+            reason,
+        };
+        let addrs: Vec<SocketAddr> = (host, listener.port)
+            .to_socket_addrs()
+            .map_err(|e| invalid(format!("cannot resolve host `{host}`: {e}")))?
+            .collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| addrs.first())
+            .copied()
+            .ok_or_else(|| invalid(format!("host `{host}` has no address")))
+    }
+
+    fn protocol_map_string(&self) -> String {
+        self.listener_security_protocol_map
+            .iter()
+            .map(|(n, p)| format!("{n}:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn listeners_string(&self) -> String {
@@ -496,6 +643,18 @@ impl NodeConfig {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// This machine's host name (`/etc/hostname`, else `$HOSTNAME`, else `localhost`): what a
+/// listener bound to every address is advertised as. In a container it is the name the
+/// container network resolves to it.
+fn local_host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// `KAFKA_LOG_DIRS` → `log.dirs`; `KAFKA_A___B` → `a-b`; `KAFKA_A__B` → `a_b`. Returns
@@ -660,7 +819,7 @@ transaction.state.log.replication.factor=3
 
     #[test]
     fn reads_the_seed_layout() {
-        let c = NodeConfig::from_properties(SEED).unwrap();
+        let c = NodeConfig::from_properties(SEED).unwrap().config;
         assert_eq!(c.node_id, 1);
         assert!(c.process_roles.broker && c.process_roles.controller);
         assert_eq!(c.controller_quorum_voters.len(), 3);
@@ -681,7 +840,7 @@ transaction.state.log.replication.factor=3
             ("KAFKA_HEAP_OPTS".to_string(), "-Xmx1G".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
         ];
-        let c = NodeConfig::load(Some(&path), env).unwrap();
+        let c = NodeConfig::load(Some(&path), env).unwrap().config;
         assert_eq!(c.min_insync_replicas, 1);
     }
 
@@ -698,13 +857,32 @@ transaction.state.log.replication.factor=3
     }
 
     #[test]
-    fn unknown_setting_is_named() {
-        let err =
-            NodeConfig::from_properties(&format!("{SEED}min.insync.replica=2\n")).unwrap_err();
-        assert!(err.to_string().contains("min.insync.replica"), "{err}");
-        let env = vec![("KAFKA_UNCLEAN_ELECTION".to_string(), "true".to_string())];
-        let err = NodeConfig::load(None, env).unwrap_err();
-        assert!(err.to_string().contains("KAFKA_UNCLEAN_ELECTION"), "{err}");
+    fn an_unknown_setting_is_warned_by_name_and_ignored() {
+        let loaded = NodeConfig::from_properties(&format!("{SEED}min.insync.replica=2\n")).unwrap();
+        assert_eq!(
+            loaded.config.min_insync_replicas, 2,
+            "the known value stays"
+        );
+        assert_eq!(loaded.warnings.len(), 1);
+        let warning = loaded.warnings[0].to_string();
+        assert!(warning.contains("min.insync.replica`"), "{warning}");
+        assert!(warning.contains("isn't a known config"), "{warning}");
+
+        // The seed's compose file sets KAFKA_KRAFT_MODE, which no Kafka knows either.
+        let env = vec![
+            ("KAFKA_KRAFT_MODE".to_string(), "true".to_string()),
+            ("KAFKA_NODE_ID".to_string(), "1".to_string()),
+            (
+                "KAFKA_CONTROLLER_QUORUM_VOTERS".to_string(),
+                "1@localhost:9093".to_string(),
+            ),
+        ];
+        let loaded = NodeConfig::load(None, env).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(loaded.warnings[0].key, "kraft.mode");
+        assert!(loaded.warnings[0]
+            .to_string()
+            .contains("environment variable KAFKA_KRAFT_MODE"));
     }
 
     #[test]
@@ -742,5 +920,157 @@ transaction.state.log.replication.factor=3
             NodeConfig::from_properties(&text).unwrap_err(),
             ConfigError::Missing("node.id")
         );
+    }
+
+    /// The seed's compose file, as the apache/kafka image reads it: every variable is taken,
+    /// `localhost` listeners bind the loopback, and only `KAFKA_KRAFT_MODE` is warned about.
+    #[test]
+    fn the_seeds_compose_environment_is_accepted() {
+        let env: Vec<(String, String)> = [
+            ("KAFKA_KRAFT_MODE", "true"),
+            ("KAFKA_PROCESS_ROLES", "controller,broker"),
+            ("KAFKA_NODE_ID", "1"),
+            ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093"),
+            (
+                "KAFKA_LISTENERS",
+                "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093",
+            ),
+            (
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+            ("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+            ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+            ("KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://localhost:9092"),
+            ("KAFKA_LOG_DIRS", "/var/lib/kafka/data"),
+            ("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true"),
+            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1"),
+            ("KAFKA_LOG_RETENTION_HOURS", "168"),
+            ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+            ("CLUSTER_ID", "MkU3OEVBNTcwNTJENDM2Qk"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let LoadedConfig { config, warnings } = NodeConfig::load(None, env).unwrap();
+        assert_eq!(
+            warnings.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(),
+            ["kraft.mode"]
+        );
+        assert!(config.process_roles.broker && config.process_roles.controller);
+        assert_eq!(config.controller_quorum_voters[0].host, "localhost");
+        assert_eq!(config.log_dir(), Path::new("/var/lib/kafka/data"));
+        assert_eq!(config.offsets_topic_replication_factor, 1);
+        assert_eq!(config.group_initial_rebalance_delay_ms, 0);
+        assert_eq!(config.log_retention_ms, Some(168 * 3_600_000));
+        assert_eq!(config.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+        let broker = config.broker_listener().unwrap();
+        assert_eq!(
+            NodeConfig::bind_addr(broker).unwrap(),
+            "127.0.0.1:9092".parse().unwrap()
+        );
+        let controller = config.controller_listener().unwrap();
+        assert_eq!(
+            NodeConfig::bind_addr(controller).unwrap(),
+            "127.0.0.1:9093".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn host_names_are_resolved_when_bound_and_an_empty_host_binds_every_address() {
+        let listener = |host: &str| Listener {
+            name: "PLAINTEXT".into(),
+            host: host.into(),
+            port: 9092,
+        };
+        assert_eq!(
+            NodeConfig::bind_addr(&listener("")).unwrap(),
+            "0.0.0.0:9092".parse().unwrap()
+        );
+        assert_eq!(
+            NodeConfig::bind_addr(&listener("0.0.0.0")).unwrap(),
+            "0.0.0.0:9092".parse().unwrap()
+        );
+        assert!(NodeConfig::bind_addr(&listener("localhost"))
+            .unwrap()
+            .ip()
+            .is_loopback());
+        let err = NodeConfig::bind_addr(&listener("no-such-host.invalid")).unwrap_err();
+        assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+        assert!(err.to_string().contains("listeners"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_listener_host_parses_and_is_advertised_by_host_name() {
+        let text = format!(
+            "{}listeners=PLAINTEXT://:9092,CONTROLLER://:9093\nadvertised.listeners=\n",
+            SEED.lines()
+                .filter(|l| !l.starts_with("listeners") && !l.starts_with("advertised"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+        let c = NodeConfig::from_properties(&text).unwrap().config;
+        assert_eq!(c.broker_listener().unwrap().host, "");
+        let advertised = c.advertised_broker_listener().unwrap();
+        assert!(!advertised.host.is_empty() && advertised.host != "0.0.0.0");
+        assert_eq!(advertised.port, 9092);
+    }
+
+    /// Compose clusters give brokers one listener for the container network and one
+    /// published on the host; each is registered with its advertised address.
+    #[test]
+    fn several_broker_listeners_are_each_advertised() {
+        let text = SEED
+            .replace(
+                "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+                "listeners=PLAINTEXT://:19092,CONTROLLER://:19093,PLAINTEXT_HOST://:29092",
+            )
+            .replace(
+                "advertised.listeners=PLAINTEXT://localhost:19092",
+                "advertised.listeners=PLAINTEXT://broker-1:19092,PLAINTEXT_HOST://localhost:29092",
+            )
+            .replace(
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT",
+            );
+        let c = NodeConfig::from_properties(&text).unwrap().config;
+        let advertised = c.advertised_broker_listeners();
+        let names: Vec<(&str, &str, u16)> = advertised
+            .iter()
+            .map(|l| (l.name.as_str(), l.host.as_str(), l.port))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("PLAINTEXT", "broker-1", 19092),
+                ("PLAINTEXT_HOST", "localhost", 29092)
+            ]
+        );
+        assert_eq!(c.advertised_broker_listener().unwrap().host, "broker-1");
+    }
+
+    #[test]
+    fn a_listener_without_a_protocol_or_with_one_not_served_is_refused_by_name() {
+        let text = SEED.replace(
+            "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+            "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,INTERNAL://127.0.0.1:19094",
+        );
+        let err = NodeConfig::from_properties(&text).unwrap_err().to_string();
+        assert!(err.contains("listener.security.protocol.map"), "{err}");
+        assert!(err.contains("INTERNAL"), "{err}");
+
+        let text = SEED.replace(
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "PLAINTEXT:SSL,CONTROLLER:PLAINTEXT",
+        );
+        let err = NodeConfig::from_properties(&text).unwrap_err().to_string();
+        assert!(err.contains("SSL"), "{err}");
+
+        // Without a map, controller listeners are PLAINTEXT (Kafka's default).
+        let text = SEED.replace(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n",
+            "",
+        );
+        NodeConfig::from_properties(&text).unwrap();
     }
 }

@@ -15,8 +15,8 @@ pub struct BrokerArgs {
 }
 
 pub fn run(args: BrokerArgs) -> ExitCode {
-    let config = match NodeConfig::load(args.config.as_deref(), std::env::vars()) {
-        Ok(c) => c,
+    let loaded = match NodeConfig::load(args.config.as_deref(), std::env::vars()) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("osprey broker: configuration error: {e}");
             return ExitCode::from(2);
@@ -30,6 +30,10 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -54,9 +54,13 @@ pub mod codes {
     pub const UNSUPPORTED_VERSION: i16 = 35;
 }
 
-/// The client-facing request handler of a broker.
+/// The client-facing request handler of one broker listener.
 pub struct BrokerApi {
     pub shared: Arc<NodeShared>,
+    /// The listener's name: Metadata, DescribeCluster and FindCoordinator answer with each
+    /// broker's address on this listener (a client inside the container network and one on
+    /// the host each get addresses they can reach).
+    pub listener: String,
 }
 
 impl RequestHandler for BrokerApi {
@@ -92,7 +96,9 @@ impl RequestHandler for BrokerApi {
             | RequestKind::CreatePartitions(_)
             | RequestKind::IncrementalAlterConfigs(_)
             | RequestKind::ElectLeaders(_) => s.forward_to_controller(v, request).await?,
-            other => match s.groups.handle(s, &header, other).await? {
+            // As Kafka's brokers do, so `metadata-quorum describe` works through a broker.
+            RequestKind::DescribeQuorum(_) => s.controller_request(v, request).await?,
+            other => match s.groups.handle(s, &self.listener, &header, other).await? {
                 Some(resp) => resp,
                 None => anyhow::bail!("request not served by the broker listener"),
             },
@@ -165,12 +171,15 @@ impl BrokerApi {
         let mut resp = MetadataResponse::default();
         resp.brokers = view
             .live_brokers()
-            .map(|b| {
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(str_bytes(&b.host))
-                    .with_port(i32::from(b.port))
-                    .with_rack(b.rack.as_deref().filter(|_| version >= 1).map(str_bytes))
+            .filter_map(|b| {
+                let (host, port) = b.endpoint(&self.listener)?;
+                Some(
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(host))
+                        .with_port(i32::from(port))
+                        .with_rack(b.rack.as_deref().filter(|_| version >= 1).map(str_bytes)),
+                )
             })
             .collect();
         if version >= 2 {
@@ -413,20 +422,23 @@ impl BrokerApi {
         let view = s.view();
         let mut resp = DescribeClusterResponse::default()
             .with_cluster_id(str_bytes(&s.cluster_id))
-            .with_endpoint_type(if version >= 1 { 1 } else { 0 })
+            // EndpointType (v1+) is 1, brokers, by default; v0 cannot carry another value.
             .with_controller_id(BrokerId(
                 view.live_brokers().map(|b| b.id).min().unwrap_or(-1),
             ));
         resp.brokers = view
             .brokers
             .values()
-            .map(|b| {
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id))
-                    .with_host(str_bytes(&b.host))
-                    .with_port(i32::from(b.port))
-                    .with_rack(b.rack.as_deref().map(str_bytes))
-                    .with_is_fenced(b.fenced && version >= 2)
+            .filter_map(|b| {
+                let (host, port) = b.endpoint(&self.listener)?;
+                Some(
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id))
+                        .with_host(str_bytes(host))
+                        .with_port(i32::from(port))
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                        .with_is_fenced(b.fenced && version >= 2),
+                )
             })
             .collect();
         resp

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::broker_api::BrokerApi;
+use super::meta_properties;
 use super::metadata_log::{decode_batches, METADATA_TOPIC};
 use super::metadata_snapshot;
 use super::partitions::{OutgoingAlterPartition, PartitionSlot, ReplicaManager, TopicPartition};
@@ -48,14 +49,22 @@ use crate::storage::{FlushPolicy, LogConfig};
 /// Starts the broker role: binds its listener, registers, catches up with the metadata log,
 /// then spawns its tasks.
 pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<JoinHandle<()>>)> {
-    let listener_cfg = config
-        .broker_listener()
-        .ok_or_else(|| anyhow::anyhow!("no broker listener in `listeners`"))?
-        .clone();
-    let addr = NodeConfig::bind_addr(&listener_cfg)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (listeners): {e}"))?;
+    // Every broker listener is bound before anything else, so a port in use or a host that
+    // does not resolve stops the node at once, naming the listener.
+    let mut bound = Vec::new();
+    for listener_cfg in config.broker_listeners() {
+        let addr = NodeConfig::bind_addr(listener_cfg)?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {addr} (listener {} in `listeners`): {e}",
+                listener_cfg.name
+            )
+        })?;
+        bound.push((listener_cfg.name.clone(), addr, listener));
+    }
+    if bound.is_empty() {
+        anyhow::bail!("no broker listener in `listeners`");
+    }
 
     let log_config = LogConfig {
         segment_bytes: config.log_segment_bytes.min(i32::MAX as u64),
@@ -81,7 +90,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
     let cluster_id = config
         .cluster_id
         .clone()
-        .unwrap_or_else(|| "osprey".to_string());
+        .unwrap_or_else(|| meta_properties::DEFAULT_CLUSTER_ID.to_string());
     let shared = Arc::new(new_shared(config.clone(), cluster_id, replicas));
 
     // KIP-966: a broker that shut down cleanly registers with its previous broker epoch and
@@ -103,21 +112,24 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
     }
 
     let mut tasks = Vec::new();
-    let api = Arc::new(BrokerApi {
-        shared: shared.clone(),
-    });
-    tasks.push(tokio::spawn(serve(
-        listener,
-        api,
-        config.socket_request_max_bytes,
-    )));
+    for (name, addr, listener) in bound {
+        let api = Arc::new(BrokerApi {
+            shared: shared.clone(),
+            listener: name.clone(),
+        });
+        tasks.push(tokio::spawn(serve(
+            listener,
+            api,
+            config.socket_request_max_bytes,
+        )));
+        tracing::info!(broker = config.node_id, listener = %name, %addr, "broker listening");
+    }
     tasks.push(tokio::spawn(heartbeat_loop(shared.clone())));
     tasks.push(tokio::spawn(metadata_loop(shared.clone())));
     tasks.push(tokio::spawn(alter_partition_loop(shared.clone(), alter_rx)));
     tasks.push(tokio::spawn(fetcher_manager(shared.clone())));
     tasks.push(tokio::spawn(timer_loop(shared.clone())));
     tasks.push(tokio::spawn(super::groups::run(shared.clone())));
-    tracing::info!(broker = config.node_id, %addr, "broker listening");
     Ok((shared, tasks))
 }
 
@@ -160,20 +172,24 @@ fn take_clean_shutdown_marker(config: &NodeConfig) -> i64 {
 
 async fn register(shared: &NodeShared) {
     let config = &shared.config;
-    let listener = config
-        .advertised_broker_listener()
-        .expect("validated: a broker has a listener");
+    let listeners: Vec<RegistrationListener> = config
+        .advertised_broker_listeners()
+        .into_iter()
+        .map(|l| {
+            RegistrationListener::default()
+                .with_name(StrBytes::from_string(l.name))
+                .with_host(StrBytes::from_string(l.host))
+                .with_port(l.port)
+                .with_security_protocol(0)
+        })
+        .collect();
     let incarnation = incarnation_id(config);
     loop {
         let req = BrokerRegistrationRequest::default()
             .with_broker_id(BrokerId(config.node_id))
             .with_cluster_id(StrBytes::from_string(shared.cluster_id.clone()))
             .with_incarnation_id(incarnation)
-            .with_listeners(vec![RegistrationListener::default()
-                .with_name(StrBytes::from_string(listener.name.clone()))
-                .with_host(StrBytes::from_string(listener.host.clone()))
-                .with_port(listener.port)
-                .with_security_protocol(0)])
+            .with_listeners(listeners.clone())
             .with_previous_broker_epoch(shared.broker_epoch());
         match shared
             .controller_request(3, RequestKind::BrokerRegistration(req))
@@ -198,29 +214,30 @@ async fn register(shared: &NodeShared) {
     }
 }
 
-/// The broker's incarnation id, kept in `meta.properties` in its log dir (where Kafka keeps
-/// `node.id` and `directory.id`), so a restarted broker re-registers as the same incarnation
-/// instead of waiting for its old session to expire; a second process configured with the
-/// same node id but another log dir is still refused (DUPLICATE_BROKER_REGISTRATION).
+/// The broker's incarnation id, kept in `meta.properties` in its log dir (beside
+/// `cluster.id`, `node.id` and `directory.id`), so a restarted broker re-registers as the
+/// same incarnation instead of waiting for its old session to expire; a second process
+/// configured with the same node id but another log dir is still refused
+/// (DUPLICATE_BROKER_REGISTRATION).
 fn incarnation_id(config: &NodeConfig) -> uuid::Uuid {
-    let path = config.log_dir().join("meta.properties");
-    let existing = std::fs::read_to_string(&path).ok().and_then(|text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("incarnation.id="))
-            .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
-    });
-    if let Some(id) = existing {
-        return id;
+    let dir = config.log_dir();
+    match meta_properties::format_or_check(dir, config.cluster_id.as_deref(), config.node_id) {
+        Ok(mut props) => match props.incarnation_id {
+            Some(id) => id,
+            None => {
+                let id = meta_properties::new_uuid(config.node_id);
+                props.incarnation_id = Some(id);
+                if let Err(e) = props.store(dir) {
+                    tracing::warn!(error = %e, "cannot keep the incarnation id");
+                }
+                id
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read meta.properties");
+            meta_properties::new_uuid(config.node_id)
+        }
     }
-    let id = uuid::Uuid::from_u64_pair(now_ms(), u64::from(std::process::id()));
-    let text = format!(
-        "version=1\nnode.id={}\nincarnation.id={id}\n",
-        config.node_id
-    );
-    if let Err(e) = std::fs::write(&path, text) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write meta.properties");
-    }
-    id
 }
 
 async fn heartbeat_loop(shared: Arc<NodeShared>) {
@@ -278,9 +295,25 @@ async fn send_to_controller(
 // -----------------------------------------------------------------------------------------
 // Metadata
 
-fn metadata_fetch_request(from_offset: i64, max_wait_ms: i32) -> FetchRequest {
+/// The replica id a broker fetches the metadata log with: its node id, as Kafka's observers
+/// do (so DescribeQuorum lists it), except on a combined node, whose id is a voter's: there
+/// the quorum would count the broker's fetch offset as the voter's, so it fetches as an
+/// anonymous observer (-1).
+fn metadata_observer_id(config: &NodeConfig) -> i32 {
+    let voter = config
+        .controller_quorum_voters
+        .iter()
+        .any(|v| v.id == config.node_id);
+    if voter {
+        -1
+    } else {
+        config.node_id
+    }
+}
+
+fn metadata_fetch_request(observer_id: i32, from_offset: i64, max_wait_ms: i32) -> FetchRequest {
     FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
+        .with_replica_id(BrokerId(observer_id))
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(8 << 20)
@@ -405,7 +438,7 @@ pub async fn fetch_metadata_once(shared: &NodeShared, max_wait_ms: i32) -> anyho
         .unwrap_or_else(|e| e.into_inner())
         .last_offset()
         + 1;
-    let req = metadata_fetch_request(from, max_wait_ms);
+    let req = metadata_fetch_request(metadata_observer_id(&shared.config), from, max_wait_ms);
     match shared
         .controller_request(12, RequestKind::Fetch(req))
         .await?
@@ -424,7 +457,7 @@ async fn metadata_loop(shared: Arc<NodeShared>) {
             .unwrap_or_else(|e| e.into_inner())
             .last_offset()
             + 1;
-        let req = metadata_fetch_request(from, 500);
+        let req = metadata_fetch_request(metadata_observer_id(&shared.config), from, 500);
         match send_to_controller(&shared, &mut conn, 12, RequestKind::Fetch(req)).await {
             Ok(ResponseKind::Fetch(resp)) => {
                 if let Err(e) = apply_metadata_response(&shared, resp).await {
@@ -446,7 +479,7 @@ pub fn build_view(image: &MetadataImage, config: &NodeConfig) -> ClusterView {
             let ep = b
                 .endpoints
                 .iter()
-                .find(|e| e.name == config.inter_broker_listener_name)
+                .find(|e| Some(e.name.as_str()) == config.inter_broker_listener())
                 .or_else(|| b.endpoints.first())?;
             Some((
                 b.broker_id,
@@ -455,6 +488,11 @@ pub fn build_view(image: &MetadataImage, config: &NodeConfig) -> ClusterView {
                     broker_epoch: b.epoch,
                     host: ep.host.clone(),
                     port: ep.port,
+                    listeners: b
+                        .endpoints
+                        .iter()
+                        .map(|e| (e.name.clone(), (e.host.clone(), e.port)))
+                        .collect(),
                     rack: b.rack.clone(),
                     fenced: b.fenced,
                 },

@@ -636,6 +636,11 @@ pub fn is_not_controller(resp: &ResponseKind) -> bool {
             p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
                 || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH
         }),
+        ResponseKind::DescribeQuorum(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER),
         ResponseKind::FetchSnapshot(r) => r.topics.iter().flat_map(|t| &t.partitions).any(|p| {
             p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
                 || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH

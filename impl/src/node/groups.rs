@@ -117,12 +117,13 @@ impl GroupService {
     pub async fn handle(
         &self,
         shared: &NodeShared,
+        listener: &str,
         header: &RequestHeader,
         request: RequestKind,
     ) -> anyhow::Result<Option<ResponseKind>> {
         if let RequestKind::FindCoordinator(req) = request {
             return Ok(Some(ResponseKind::FindCoordinator(
-                self.find_coordinator(shared, header.request_api_version, req)
+                self.find_coordinator(shared, listener, header.request_api_version, req)
                     .await,
             )));
         }
@@ -163,6 +164,7 @@ impl GroupService {
     async fn find_coordinator(
         &self,
         shared: &NodeShared,
+        listener: &str,
         version: i16,
         req: FindCoordinatorRequest,
     ) -> FindCoordinatorResponse {
@@ -189,11 +191,14 @@ impl GroupService {
             } else {
                 let p = partition_for(key.as_str(), self.partitions);
                 let leader = view.partition(OFFSETS_TOPIC, p).map(|p| p.leader);
-                match leader.and_then(|l| view.brokers.get(&l).filter(|b| !b.fenced)) {
-                    Some(b) => {
-                        c.node_id = BrokerId(b.id);
-                        c.host = StrBytes::from_string(b.host.clone());
-                        c.port = i32::from(b.port);
+                let coordinator = leader
+                    .and_then(|l| view.brokers.get(&l).filter(|b| !b.fenced))
+                    .and_then(|b| Some((b.id, b.endpoint(listener)?)));
+                match coordinator {
+                    Some((id, (host, port))) => {
+                        c.node_id = BrokerId(id);
+                        c.host = StrBytes::from_string(host.to_string());
+                        c.port = i32::from(port);
                     }
                     None => c.error_code = COORDINATOR_NOT_AVAILABLE,
                 }

@@ -20,10 +20,12 @@ pub mod broker_api;
 pub mod broker_runtime;
 pub mod controller_service;
 pub mod groups;
+pub mod meta_properties;
 pub mod metadata_log;
 pub mod metadata_snapshot;
 pub mod partitions;
 pub mod quorum_driver;
+pub mod quorum_progress;
 pub mod view;
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -322,12 +324,20 @@ pub async fn serve<H: RequestHandler>(
 
 /// Runs a node until `shutdown` resolves: the controller role, the broker role, or both.
 pub async fn run(
-    config: NodeConfig,
+    mut config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(config.log_dir()).map_err(|e| {
         anyhow::anyhow!("cannot create log dir {}: {e}", config.log_dir().display())
     })?;
+    // Format the directory on first start, or check it was formatted for this cluster and
+    // node; from here on every role uses the cluster id in force.
+    let meta = meta_properties::format_or_check(
+        config.log_dir(),
+        config.cluster_id.as_deref(),
+        config.node_id,
+    )?;
+    config.cluster_id = Some(meta.cluster_id);
     let mut tasks = Vec::new();
     let mut quorum = None;
     if config.process_roles.controller {

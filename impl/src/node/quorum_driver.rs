@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
 use super::metadata_snapshot::{self, Chunk};
 use super::now_ms;
+use super::quorum_progress::{self, ReplicaProgress};
 use crate::client::Connection;
 use crate::config::NodeConfig;
 use crate::controller::records::MetadataRecord;
@@ -104,6 +105,8 @@ pub struct QuorumDriver {
     timer: Notify,
     outbox: Vec<(ReplicaId, mpsc::UnboundedSender<Request>)>,
     rng: Mutex<u64>,
+    /// Each fetching replica's progress, for DescribeQuorum.
+    replica_progress: Mutex<ReplicaProgress>,
 }
 
 /// The `quorum-state` file, in Kafka's JSON layout.
@@ -274,6 +277,7 @@ impl QuorumDriver {
             timer: Notify::new(),
             outbox,
             rng: Mutex::new(now_ms() ^ (u64::from(std::process::id()) << 32) | 1),
+            replica_progress: Mutex::new(ReplicaProgress::default()),
         });
         {
             let mut st = driver.lock();
@@ -1098,21 +1102,40 @@ impl QuorumDriver {
     /// log end offset as the leader knows it; NOT_LEADER_OR_FOLLOWER from other voters.
     pub fn describe_quorum(&self) -> DescribeQuorumResponse {
         let st = self.lock();
+        let epoch = st.core.epoch();
         let mut p = describe_quorum_response::PartitionData::default()
             .with_partition_index(0)
             .with_leader_id(BrokerId(st.core.leader().unwrap_or(-1)))
-            .with_leader_epoch(st.core.epoch())
+            .with_leader_epoch(epoch)
             .with_high_watermark(st.core.high_watermark());
         if st.core.role() == Role::Leader {
-            p.current_voters = st
-                .core
-                .voter_end_offsets()
+            let progress = self
+                .replica_progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let now = now_ms() as i64;
+            let state = |id: i32, end: i64, seen: Option<quorum_progress::Progress>| {
+                let (fetch, caught_up) = match seen {
+                    _ if id == self.id => (now, now),
+                    Some(p) => (p.last_fetch_ms, p.last_caught_up_ms),
+                    None => (-1, -1),
+                };
+                describe_quorum_response::ReplicaState::default()
+                    .with_replica_id(BrokerId(id))
+                    .with_log_end_offset(end)
+                    .with_last_fetch_timestamp(fetch)
+                    .with_last_caught_up_timestamp(caught_up)
+            };
+            let voters = st.core.voter_end_offsets();
+            let voter_ids: Vec<i32> = voters.iter().map(|v| v.0).collect();
+            p.current_voters = voters
                 .into_iter()
-                .map(|(id, end)| {
-                    describe_quorum_response::ReplicaState::default()
-                        .with_replica_id(BrokerId(id))
-                        .with_log_end_offset(end)
-                })
+                .map(|(id, end)| state(id, end, progress.get(epoch, id)))
+                .collect();
+            p.observers = progress
+                .observers(epoch, &voter_ids)
+                .into_iter()
+                .map(|(id, seen)| state(id, seen.log_end_offset, Some(seen)))
                 .collect();
         } else {
             p.error_code = codes::NOT_LEADER_OR_FOLLOWER;
@@ -1159,6 +1182,18 @@ impl QuorumDriver {
                 let (answer, records, log_start) = {
                     let mut st = self.lock();
                     let answer = st.core.handle_fetch(request);
+                    if st.core.role() == Role::Leader && request.replica_id >= 0 {
+                        self.replica_progress
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record_fetch(
+                                st.core.epoch(),
+                                request.replica_id,
+                                request.fetch_offset,
+                                st.log.log_end_offset(),
+                                now_ms() as i64,
+                            );
+                    }
                     self.perform(&mut st);
                     let records = match answer {
                         FetchAnswer::Records {

@@ -9,15 +9,27 @@ use std::collections::BTreeMap;
 pub struct BrokerView {
     pub id: i32,
     pub broker_epoch: i64,
+    /// The inter-broker listener's advertised host and port: where followers fetch from.
     pub host: String,
     pub port: u16,
+    /// Every listener the broker registered, by name: a client is answered with the
+    /// addresses of the listener it connected through, as Kafka does.
+    pub listeners: BTreeMap<String, (String, u16)>,
     pub rack: Option<String>,
     pub fenced: bool,
 }
 
 impl BrokerView {
+    /// The inter-broker address (`host:port`).
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// The advertised host and port of the listener named `listener`, if it has one.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        self.listeners
+            .get(listener)
+            .map(|(host, port)| (host.as_str(), *port))
     }
 }
 

@@ -307,7 +307,7 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("VoteRequest", Vote, v(0, 0), flexible: ALL, VOTE),
     layout!("BeginQuorumEpochRequest", BeginQuorumEpoch, v(0, 0), flexible: NEVER, BEGIN_QUORUM_EPOCH),
     layout!("EndQuorumEpochRequest", EndQuorumEpoch, v(0, 0), flexible: NEVER, END_QUORUM_EPOCH),
-    layout!("DescribeQuorumRequest", DescribeQuorum, v(0, 0), flexible: ALL, DESCRIBE_QUORUM),
+    layout!("DescribeQuorumRequest", DescribeQuorum, v(0, 1), flexible: ALL, DESCRIBE_QUORUM),
     layout!("FetchSnapshotRequest", FetchSnapshot, v(0, 0), flexible: ALL, FETCH_SNAPSHOT),
 ];
 

@@ -92,7 +92,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::Vote, 0, 0),
     ServedApi::new(ApiKey::BeginQuorumEpoch, 0, 0),
     ServedApi::new(ApiKey::EndQuorumEpoch, 0, 0),
-    ServedApi::new(ApiKey::DescribeQuorum, 0, 0),
+    ServedApi::new(ApiKey::DescribeQuorum, 0, 1),
     // KIP-630: a follower or broker below the leader's log start fetches its snapshot.
     ServedApi::new(ApiKey::FetchSnapshot, 0, 0),
 ];
