@@ -5,14 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real Kafka clients the integration tests drive: Debian's kcat (librdkafka 2.0.2) and the
-# Python clients from PyPI.
-if ! command -v kcat >/dev/null 2>&1; then
+# Python clients from PyPI; docker-compose and nsenter for the deployment tests (the Docker
+# engine itself comes with the machine).
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq kcat >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "warning: kcat is not installed and apt-get is unavailable" >&2
+    echo "warning: ${missing[*]} not installed and apt-get is unavailable" >&2
   fi
 fi
 for module in kafka:kafka-python confluent_kafka:confluent-kafka; do

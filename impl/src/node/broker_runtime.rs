@@ -42,7 +42,8 @@ use crate::controller::image::MetadataImage;
 use crate::controller::records::ConfigResourceType;
 use crate::replication::{
     AlterPartitionResponse, EpochEndOffset, FetchRequestPartition,
-    FetchResponse as ReplicaFetchResponse, FetchResult, PartitionState, ReplicaConfig,
+    FetchResponse as ReplicaFetchResponse, FetchResult, FollowerFetchOutcome, PartitionState,
+    ReplicaConfig,
 };
 use crate::storage::{FlushPolicy, LogConfig};
 
@@ -815,11 +816,29 @@ async fn fetcher(shared: Arc<NodeShared>, leader: i32) {
                         records: p.records.unwrap_or_default(),
                     },
                 };
-                let outcome =
-                    slot.with_replica(&shared.replicas, |r| r.handle_fetch_response(&response));
-                if let Err(e) = outcome {
-                    tracing::error!(%tp, error = %e, "follower append failed");
-                    errors = true;
+                let outcome = slot.with_replica(&shared.replicas, |r| {
+                    let before = r.log_end_offset();
+                    (before, r.handle_fetch_response(&response))
+                });
+                match outcome {
+                    (_, Err(e)) => {
+                        tracing::error!(%tp, error = %e, "follower append failed");
+                        errors = true;
+                    }
+                    // What an operator looks for after a partition heals: the records a
+                    // deposed leader wrote that the new leader never had are cut here.
+                    (before, Ok(FollowerFetchOutcome::Truncated { log_end_offset }))
+                        if log_end_offset < before =>
+                    {
+                        tracing::info!(
+                            %tp,
+                            from = before,
+                            to = log_end_offset,
+                            leader,
+                            "truncated the log to where it diverged from the leader"
+                        );
+                    }
+                    _ => {}
                 }
             }
         }
