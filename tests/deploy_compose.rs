@@ -223,7 +223,7 @@ fn the_ha_cluster_survives_a_stopped_and_a_killed_broker_a_stopped_controller_an
     assert_nothing_lost(&r);
     for fault in ["broker_stop", "broker_kill", "network_partition"] {
         assert!(
-            r[fault]["first_ack_after_fault_s"].as_f64().is_some(),
+            r[fault]["new_leader_first_ack_s"].as_f64().is_some(),
             "{fault}: {r:#}"
         );
         assert!(
