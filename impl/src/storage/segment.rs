@@ -806,4 +806,47 @@ mod tests {
             positions[4].0
         );
     }
+
+    #[test]
+    fn recovery_cuts_a_batch_whose_records_do_not_add_up() {
+        // A CRC-valid batch that claims more records than it holds is corruption too.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut seg = Segment::create(dir.path(), 0, 100).expect("create");
+        let positions = fill(&mut seg, 0, 3);
+        let good_end = seg.size();
+        let mut bad = BatchBuilder::new(0)
+            .base_offset(3)
+            .record(0, None, Some(b"one"))
+            .build();
+        bad[23..27].copy_from_slice(&4i32.to_be_bytes());
+        bad[57..61].copy_from_slice(&5i32.to_be_bytes());
+        let crc = crc32c::crc32c(&bad[21..]);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        seg.append(&bad, &[(0, 3, bad.len() as u64, 0)])
+            .expect("append");
+        // A compressed batch is not decompressed at recovery; a well-formed one survives.
+        let mut zipped = BatchBuilder::new(0)
+            .compression(crate::storage::Compression::Gzip)
+            .record(0, None, Some(b"z"))
+            .build();
+        for item in BatchesMut::new(&mut zipped, u64::MAX) {
+            item.expect("valid").1.set_base_offset(3);
+        }
+        drop(seg);
+        let mut seg = Segment::open(dir.path(), 0, 100).expect("open");
+        let report = seg.recover(|_| {}).expect("recover");
+        assert_eq!(report.next_offset, 3);
+        assert_eq!(seg.size(), good_end);
+        assert!(
+            report.reason.expect("reason").contains("invalid records"),
+            "cut for its records"
+        );
+        assert_eq!(positions.len(), 3);
+        let size = zipped.len() as u64;
+        seg.append(&zipped, &[(0, 3, size, 0)]).expect("append");
+        drop(seg);
+        let mut seg = Segment::open(dir.path(), 0, 100).expect("open");
+        let report = seg.recover(|_| {}).expect("recover");
+        assert_eq!(report.next_offset, 4, "{:?}", report.reason);
+    }
 }
