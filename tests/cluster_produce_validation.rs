@@ -184,7 +184,7 @@ fn malformed_batches_are_refused_and_consumers_read_around_them() {
         compress(Compression::Gzip, &raw)
     };
     assert!(
-        bomb_records.len() < 200_000,
+        bomb_records.len() < 250_000,
         "bomb is {} bytes",
         bomb_records.len()
     );
@@ -250,7 +250,7 @@ fn malformed_batches_are_refused_and_consumers_read_around_them() {
 
     let mut expected = Vec::new();
     let mut next = 0i64;
-    let mut ok = |label: &str, expected: &mut Vec<(i64, String)>, next: &mut i64| {
+    let ok = |label: &str, expected: &mut Vec<(i64, String)>, next: &mut i64| {
         let v = format!("valid-{}-{label}", expected.len());
         let r = produce(&addr, 9, &kp_batch(&v));
         assert_eq!(r.error_code, 0, "{label}: {r:?}");

@@ -387,6 +387,11 @@ impl Replica {
         self.config.min_insync_replicas = min_isr.max(1);
     }
 
+    /// The topic's `max.message.bytes`: the largest batch this replica accepts as leader.
+    pub fn set_max_message_bytes(&mut self, max: u64) {
+        self.log.set_max_batch_bytes(max);
+    }
+
     pub fn log(&self) -> &PartitionLog {
         &self.log
     }
