@@ -420,7 +420,14 @@ impl<R: BufRead> StreamSource<R> {
         }
     }
     fn fill(&mut self) -> Result<&[u8], Stop> {
-        self.r.fill_buf().map_err(|e| Stop::Codec(e.to_string()))
+        let limit = self.limit;
+        self.r.fill_buf().map_err(|e| {
+            if e.get_ref().is_some_and(|i| i.is::<BoundExceeded>()) {
+                Stop::TooLarge(limit)
+            } else {
+                Stop::Codec(e.to_string())
+            }
+        })
     }
 }
 
@@ -683,6 +690,18 @@ struct SnappyReader<'a> {
     failed: Option<String>,
 }
 
+/// A decompressor's own report that the next block would pass the bound.
+#[derive(Debug)]
+struct BoundExceeded;
+
+impl std::fmt::Display for BoundExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompressed size bound exceeded")
+    }
+}
+
+impl std::error::Error for BoundExceeded {}
+
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_LEN: usize = 16;
 
@@ -730,13 +749,8 @@ impl<'a> SnappyReader<'a> {
         };
         let n = snap::raw::decompress_len(compressed).map_err(io::Error::other)?;
         if self.produced.saturating_add(n as u64) > self.limit {
-            // Do not allocate for it: deliver up to the bound, the source refuses the rest.
-            let room = (self.limit - self.produced) as usize;
-            self.block.clear();
-            self.block.resize(room + 1, 0);
-            self.produced = self.limit + 1;
-            self.at = 0;
-            return Ok(true);
+            // Refused before its buffer exists.
+            return Err(io::Error::other(BoundExceeded));
         }
         self.block.clear();
         self.block.resize(n, 0);
@@ -1139,6 +1153,19 @@ mod tests {
             big.max_uncompressed_bytes = 33 << 20;
             assert!(validate_produce(&b, &big).is_ok(), "{codec:?}");
         }
+    }
+
+    #[test]
+    fn a_raw_snappy_block_over_the_bound_is_refused_before_allocation() {
+        // One raw block declaring 32 MiB: refused from its length prefix alone.
+        let recs: Vec<u8> = vec![0u8; 32 << 20];
+        let raw = snap::raw::Encoder::new()
+            .compress_vec(&recs)
+            .expect("snappy");
+        let mut c = ValidationConfig::new(4 << 20, 0);
+        c.max_uncompressed_bytes = 1 << 20;
+        let r = refused(&raw_batch(&raw, 1, 2), &c);
+        assert_eq!(r.error_code, MESSAGE_TOO_LARGE, "{r}");
     }
 
     #[test]
