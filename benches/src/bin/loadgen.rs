@@ -271,25 +271,35 @@ impl LocalCluster {
     }
 
     fn create_topic(&self, partitions: i32) -> anyhow::Result<()> {
-        let out = Command::new(&self.osprey)
-            .args([
-                "topics",
-                "--bootstrap-server",
-                self.first_broker(),
-                "create",
-                "--topic",
-                TOPIC,
-            ])
-            .args([
-                "--partitions",
-                &partitions.to_string(),
-                "--replication-factor",
-                "3",
-            ])
-            .args(["--config", "min.insync.replicas=2"])
-            .output()?;
-        if !out.status.success() {
-            bail!("create topic: {}", String::from_utf8_lossy(&out.stderr));
+        // `osprey cluster up` returns once the nodes listen; the brokers may still be
+        // registering, which the controller answers with INVALID_REPLICATION_FACTOR.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new(&self.osprey)
+                .args([
+                    "topics",
+                    "--bootstrap-server",
+                    self.first_broker(),
+                    "create",
+                    "--topic",
+                    TOPIC,
+                ])
+                .args([
+                    "--partitions",
+                    &partitions.to_string(),
+                    "--replication-factor",
+                    "3",
+                ])
+                .args(["--config", "min.insync.replicas=2"])
+                .output()?;
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !err.contains("unfenced broker") || Instant::now() > deadline {
+                bail!("create topic: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
         std::thread::sleep(Duration::from_secs(1));
         Ok(())
