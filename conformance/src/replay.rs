@@ -395,6 +395,7 @@ impl Cluster {
             ProduceOutcome::Completed(c) => {
                 return Err(format!("produce failed with error code {}", c.error_code))
             }
+            ProduceOutcome::Rejected(r) => return Err(format!("produce refused: {r}")),
             ProduceOutcome::Delayed { base_offset } => RecordStatus::Pending {
                 leader,
                 epoch,

@@ -117,6 +117,9 @@ pub struct NodeConfig {
     pub log_retention_ms: Option<i64>,
     pub log_retention_bytes: i64,
     pub log_segment_bytes: u64,
+    /// `message.max.bytes`: the largest record batch a leader accepts, the default of every
+    /// topic's `max.message.bytes` (Kafka's default 1048588).
+    pub message_max_bytes: u64,
     pub log_flush_interval_messages: Option<u64>,
     pub log_flush_interval_ms: Option<u64>,
     pub auto_create_topics_enable: bool,
@@ -177,6 +180,7 @@ impl Default for NodeConfig {
             log_retention_ms: Some(168 * 3_600_000),
             log_retention_bytes: -1,
             log_segment_bytes: 1 << 30,
+            message_max_bytes: DEFAULT_MESSAGE_MAX_BYTES,
             log_flush_interval_messages: None,
             log_flush_interval_ms: None,
             auto_create_topics_enable: true,
@@ -198,6 +202,9 @@ impl Default for NodeConfig {
         }
     }
 }
+
+/// Kafka's `message.max.bytes` default: 1 MiB plus a batch's log overhead.
+pub const DEFAULT_MESSAGE_MAX_BYTES: u64 = 1_048_588;
 
 /// Settings accepted for compatibility with the seed's compose file and Kafka's images, that
 /// Osprey reads but has no use for (transaction-log settings: Osprey has no transactions).
@@ -371,6 +378,13 @@ impl NodeConfig {
                     return Err(invalid("must be at least 1024"));
                 }
                 self.log_segment_bytes = b;
+            }
+            "message.max.bytes" => {
+                let b: u64 = parse_positive(key, value)?;
+                if b > i32::MAX as u64 {
+                    return Err(invalid("must be at most 2147483647"));
+                }
+                self.message_max_bytes = b;
             }
             "metadata.log.segment.bytes" => {
                 let b: u64 = parse_positive(key, value)?;
@@ -828,6 +842,9 @@ transaction.state.log.replication.factor=3
         assert_eq!(c.advertised_broker_listener().unwrap().host, "localhost");
         assert_eq!(c.min_insync_replicas, 2);
         assert_eq!(c.default_replication_factor, 3);
+        assert_eq!(c.message_max_bytes, 1_048_588, "Kafka's default");
+        let c = NodeConfig::from_properties(&format!("{SEED}message.max.bytes=2000000\n")).unwrap();
+        assert_eq!(c.message_max_bytes, 2_000_000);
     }
 
     #[test]
@@ -897,6 +914,8 @@ transaction.state.log.replication.factor=3
             ("controller.quorum.voters=1@a", "controller.quorum.voters"),
             ("process.roles=zookeeper", "process.roles"),
             ("num.partitions=-3", "num.partitions"),
+            ("message.max.bytes=0", "message.max.bytes"),
+            ("message.max.bytes=3000000000", "message.max.bytes"),
         ] {
             let err = NodeConfig::from_properties(&format!("{SEED}{line}\n")).unwrap_err();
             assert!(err.to_string().contains(key), "{line}: {err}");

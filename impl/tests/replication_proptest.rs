@@ -99,6 +99,7 @@ mod replication {
                             self.waiting.insert(id, (base_offset, bytes));
                         }
                         ProduceOutcome::Completed(_) => {}
+                        ProduceOutcome::Rejected(r) => panic!("valid batch refused: {r}"),
                     }
                 }
                 Op::Fetch(f) => {

@@ -14,10 +14,12 @@ ap.add_argument("--kill-pid", type=int)
 ap.add_argument("--kill-at", type=int, default=-1)
 ap.add_argument("--prefix", default="")
 ap.add_argument("--timeout-ms", type=int, default=60000)
+ap.add_argument("--compression", default="none")
 a = ap.parse_args()
 
 conf = {"bootstrap.servers": a.bootstrap, "acks": a.acks, "linger.ms": 5,
-        "message.timeout.ms": a.timeout_ms, "enable.idempotence": a.idempotent}
+        "message.timeout.ms": a.timeout_ms, "enable.idempotence": a.idempotent,
+        "compression.type": a.compression}
 if not a.idempotent:
     conf["retries"] = 0
 p = Producer(conf)

@@ -26,7 +26,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use osprey_broker::client::Connection;
-use osprey_broker::storage::BatchBuilder;
+use osprey_broker::storage::{BatchBuilder, Compression};
 
 #[derive(Parser)]
 #[command(name = "loadgen", about = "Osprey's load generator")]
@@ -56,6 +56,10 @@ enum Mode {
         /// Records per produce request (one batch).
         #[arg(long, default_value_t = 100)]
         batch: usize,
+        /// The batch's codec, as a producer's `compression.type`: none, gzip, snappy, lz4
+        /// or zstd. The leader decompresses each batch to validate it.
+        #[arg(long, default_value = "none")]
+        compression: String,
         /// Concurrent producer connections.
         #[arg(long, default_value_t = 6)]
         connections: usize,
@@ -125,13 +129,16 @@ fn main() -> anyhow::Result<()> {
             Mode::Produce {
                 record_size,
                 batch,
+                compression,
                 connections,
                 seconds,
                 partitions,
                 json,
             } => {
                 cluster.create_topic(partitions)?;
-                let r = produce_load(&cluster, partitions, record_size, batch, connections, seconds).await?;
+                let codec = codec_named(&compression)?;
+                let shape = (record_size, batch, codec);
+                let r = produce_load(&cluster, partitions, shape, connections, seconds).await?;
                 r.print(json);
                 Ok(())
             }
@@ -264,25 +271,35 @@ impl LocalCluster {
     }
 
     fn create_topic(&self, partitions: i32) -> anyhow::Result<()> {
-        let out = Command::new(&self.osprey)
-            .args([
-                "topics",
-                "--bootstrap-server",
-                self.first_broker(),
-                "create",
-                "--topic",
-                TOPIC,
-            ])
-            .args([
-                "--partitions",
-                &partitions.to_string(),
-                "--replication-factor",
-                "3",
-            ])
-            .args(["--config", "min.insync.replicas=2"])
-            .output()?;
-        if !out.status.success() {
-            bail!("create topic: {}", String::from_utf8_lossy(&out.stderr));
+        // `osprey cluster up` returns once the nodes listen; the brokers may still be
+        // registering, which the controller answers with INVALID_REPLICATION_FACTOR.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new(&self.osprey)
+                .args([
+                    "topics",
+                    "--bootstrap-server",
+                    self.first_broker(),
+                    "create",
+                    "--topic",
+                    TOPIC,
+                ])
+                .args([
+                    "--partitions",
+                    &partitions.to_string(),
+                    "--replication-factor",
+                    "3",
+                ])
+                .args(["--config", "min.insync.replicas=2"])
+                .output()?;
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !err.contains("unfenced broker") || Instant::now() > deadline {
+                bail!("create topic: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
         std::thread::sleep(Duration::from_secs(1));
         Ok(())
@@ -340,10 +357,25 @@ fn produce_request(partition: i32, batch: Bytes) -> ProduceRequest {
                 .with_records(Some(batch))])])
 }
 
-fn make_batch(records: usize, size: usize) -> Bytes {
-    let value = vec![b'x'; size];
-    let mut b = BatchBuilder::new(0);
+fn codec_named(name: &str) -> anyhow::Result<Compression> {
+    Ok(match name {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => bail!("unknown compression {other:?}: none, gzip, snappy, lz4 or zstd"),
+    })
+}
+
+/// One batch of `records` values of `size` bytes. The values are text-like (compressible,
+/// not trivially so), so that compressed runs measure real decompression.
+fn make_batch(records: usize, size: usize, codec: Compression) -> Bytes {
+    let mut b = BatchBuilder::new(0).compression(codec);
     for i in 0..records {
+        let value: Vec<u8> = (0..size)
+            .map(|j| b"abcdefghijklmnopqrstuvwxyz0123456789 "[(i * 7 + j * 13) % 37])
+            .collect();
         b = b.record(i as i64, None, Some(&value));
     }
     b.build().freeze()
@@ -376,6 +408,7 @@ struct ProduceReport {
     latency_us: Histogram<u64>,
     record_size: usize,
     batch: usize,
+    codec: Compression,
     connections: usize,
 }
 
@@ -390,6 +423,7 @@ impl ProduceReport {
                 "{}",
                 serde_json::json!({
                     "record_size": self.record_size, "batch": self.batch,
+                    "compression": format!("{:?}", self.codec).to_lowercase(),
                     "connections": self.connections, "records": self.records,
                     "errors": self.errors, "elapsed_s": secs,
                     "records_per_s": rps, "mb_per_s": mbps,
@@ -398,9 +432,9 @@ impl ProduceReport {
             );
         } else {
             println!(
-                "acks=all RF=3, {} B records, {} per request, {} connections: {:.0} records/s, {:.1} MB/s; \
+                "acks=all RF=3, {} B records, {} per request ({:?}), {} connections: {:.0} records/s, {:.1} MB/s; \
                  request latency p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms; {} errors",
-                self.record_size, self.batch, self.connections, rps, mbps, q(0.5), q(0.99), q(0.999), self.errors
+                self.record_size, self.batch, self.codec, self.connections, rps, mbps, q(0.5), q(0.99), q(0.999), self.errors
             );
         }
     }
@@ -409,13 +443,12 @@ impl ProduceReport {
 async fn produce_load(
     cluster: &LocalCluster,
     partitions: i32,
-    record_size: usize,
-    batch: usize,
+    (record_size, batch, codec): (usize, usize, Compression),
     connections: usize,
     seconds: u64,
 ) -> anyhow::Result<ProduceReport> {
     let leaders = cluster.leaders(partitions).await?;
-    let payload = make_batch(batch, record_size);
+    let payload = make_batch(batch, record_size, codec);
     let warmup = Duration::from_secs(2);
     let run = Duration::from_secs(seconds);
     let start = Instant::now();
@@ -463,6 +496,7 @@ async fn produce_load(
         latency_us,
         record_size,
         batch,
+        codec,
         connections,
     })
 }
@@ -471,7 +505,7 @@ async fn produce_load(
 /// acks=all write on a new leader. The killed broker is restarted and allowed to rejoin.
 async fn failover_once(cluster: &LocalCluster) -> anyhow::Result<Duration> {
     let (leader, addr) = cluster.leaders(1).await?.remove(0);
-    let batch = make_batch(10, 100);
+    let batch = make_batch(10, 100, Compression::None);
     let mut conn = Connection::connect(&addr, "loadgen", Duration::from_secs(5)).await?;
     for _ in 0..50 {
         send_produce(&mut conn, 0, batch.clone()).await?;

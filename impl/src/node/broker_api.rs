@@ -28,7 +28,9 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset as OffsetEpochEndOffset, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -52,6 +54,7 @@ pub mod codes {
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 }
 
 /// The client-facing request handler of one broker listener.
@@ -251,6 +254,10 @@ impl BrokerApi {
                     }
                     (_, None, _) => pr.error_code = s.not_hosted_error(&tp),
                     (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
+                    // Kafka: zstd needs Produce v7+ (KIP-110); older clients cannot read it.
+                    (_, Some(_), Some(records)) if version < 7 && has_zstd(records) => {
+                        pr.error_code = codes::UNSUPPORTED_COMPRESSION_TYPE
+                    }
                     (Some(acks), Some(slot), Some(records)) => {
                         let batches = BytesMut::from(&records[..]);
                         let wait = slot.produce(&s.replicas, batches, acks, timeout_ms, now);
@@ -264,6 +271,11 @@ impl BrokerApi {
         for (ti, pi, wait) in waits {
             let completion = match wait {
                 ProduceWait::Done(c) => Some(c),
+                ProduceWait::Rejected(r) => {
+                    let pr = &mut resp.responses[ti].partition_responses[pi];
+                    answer_rejection(pr, &r);
+                    continue;
+                }
                 // The replica answers at the latest when the request times out; the extra
                 // margin only guards against a replica that was removed meanwhile.
                 ProduceWait::Parked(rx) => {
@@ -719,4 +731,36 @@ fn cut_at(bytes: Bytes, limit: i64) -> Bytes {
         end += size;
     }
     bytes.slice(..end)
+}
+
+/// A produce refused by validation: Kafka's error, its message and (Produce v8+) the
+/// records at fault. Versions below 8 simply do not encode the last two.
+fn answer_rejection(pr: &mut PartitionProduceResponse, r: &crate::storage::BatchRejection) {
+    pr.error_code = r.error_code;
+    pr.base_offset = -1;
+    pr.error_message = Some(StrBytes::from_string(r.message.clone()));
+    pr.record_errors = r
+        .record_errors
+        .iter()
+        .map(|e| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(e.batch_index)
+                .with_batch_index_error_message(Some(StrBytes::from_string(e.message.clone())))
+        })
+        .collect();
+}
+
+/// Whether any batch header of a produce names zstd (codec 4).
+fn has_zstd(records: &[u8]) -> bool {
+    let mut pos = 0usize;
+    while let Some(h) = records.get(pos..).and_then(BatchHeader::parse) {
+        if h.compression_id() == 4 {
+            return true;
+        }
+        match usize::try_from(h.size()) {
+            Ok(n) if n > 0 => pos += n,
+            _ => break,
+        }
+    }
+    false
 }

@@ -69,6 +69,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
 
     let log_config = LogConfig {
         segment_bytes: config.log_segment_bytes.min(i32::MAX as u64),
+        max_batch_bytes: config.message_max_bytes,
         flush_policy: match (
             config.log_flush_interval_messages,
             config.log_flush_interval_ms,
@@ -562,6 +563,10 @@ fn cluster_defaults(config: &NodeConfig, image: &MetadataImage) -> BTreeMap<Stri
         config.log_retention_bytes.to_string(),
     );
     d.insert("segment.bytes".into(), config.log_segment_bytes.to_string());
+    d.insert(
+        "max.message.bytes".into(),
+        config.message_max_bytes.to_string(),
+    );
     d.insert("cleanup.policy".into(), "delete".into());
     for (k, v) in image.configs_of(ConfigResourceType::Broker, "") {
         d.insert(k.to_string(), v.to_string());
@@ -578,6 +583,7 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
     let mut assigned = HashSet::new();
     for topic in view.topics.values() {
         let min_isr = view.min_insync_replicas(&topic.name);
+        let max_message_bytes = view.max_message_bytes(&topic.name);
         for p in &topic.partitions {
             if !p.replicas.contains(&me) {
                 continue;
@@ -599,6 +605,10 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
                 now,
             ) {
                 tracing::error!(%tp, error = %e, "cannot open partition");
+            } else if let Some(slot) = shared.replicas.get(&tp) {
+                slot.with_replica(&shared.replicas, |r| {
+                    r.set_max_message_bytes(max_message_bytes)
+                });
             }
             assigned.insert(tp);
         }

@@ -387,6 +387,7 @@ pub async fn run(shared: Arc<NodeShared>) {
                 }
                 match slot.produce(&shared.replicas, builder.build(), Acks::All, 5_000, now) {
                     ProduceWait::Done(c) => Completion::Now(c.error_code),
+                    ProduceWait::Rejected(r) => Completion::Now(r.error_code),
                     ProduceWait::Parked(wait) => Completion::Wait(wait),
                 }
             }

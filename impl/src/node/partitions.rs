@@ -21,7 +21,7 @@ use crate::replication::{
     Acks, AlterPartitionProposal, Effect, PartitionState, ProduceCompletion, ProduceOutcome,
     Replica, ReplicaConfig,
 };
-use crate::storage::{LogConfig, PartitionLog};
+use crate::storage::{BatchRejection, LogConfig, PartitionLog};
 
 /// A topic partition's name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,6 +109,7 @@ impl PartitionSlot {
             .append_as_leader(request_id, batches, acks, timeout_ms, now_ms);
         let wait = match outcome {
             ProduceOutcome::Completed(c) => ProduceWait::Done(c),
+            ProduceOutcome::Rejected(r) => ProduceWait::Rejected(r),
             ProduceOutcome::Delayed { .. } => {
                 let (tx, rx) = oneshot::channel();
                 inner.waiters.insert(request_id, tx);
@@ -147,6 +148,8 @@ impl PartitionSlot {
 /// A produce's answer: now, or later from the purgatory.
 pub enum ProduceWait {
     Done(ProduceCompletion),
+    /// A batch failed validation; nothing was appended.
+    Rejected(BatchRejection),
     Parked(oneshot::Receiver<ProduceCompletion>),
 }
 

@@ -108,6 +108,14 @@ impl ClusterView {
             .map(String::as_str)
     }
 
+    /// The topic's `max.message.bytes` (the broker's `message.max.bytes` by default): the
+    /// largest batch its leader accepts.
+    pub fn max_message_bytes(&self, topic: &str) -> u64 {
+        self.topic_config(topic, "max.message.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(crate::config::DEFAULT_MESSAGE_MAX_BYTES)
+    }
+
     pub fn min_insync_replicas(&self, topic: &str) -> usize {
         self.topic_config(topic, "min.insync.replicas")
             .and_then(|v| v.parse().ok())

@@ -21,7 +21,8 @@ use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 use crate::fault;
 use crate::faults::Faults;
 use crate::storage::{
-    check_batch, BatchHeader, PartitionLog, StorageError, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
+    validate_produce, BatchHeader, BatchRejection, PartitionLog, StorageError, ValidationConfig,
+    UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
 
 /// The settings the protocol reads.
@@ -161,10 +162,14 @@ impl Acks {
 }
 
 /// The immediate outcome of a produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProduceOutcome {
-    /// Answered now (appended with acks 0/1, rejected, or already committed).
+    /// Answered now (appended with acks 0/1, refused by the producer state or the ISR, or
+    /// already committed).
     Completed(ProduceCompletion),
+    /// A batch failed validation ([`crate::storage::validate`]): nothing was appended. The
+    /// rejection carries the Kafka error, the message and the record errors for Produce v8+.
+    Rejected(BatchRejection),
     /// Appended at `base_offset` and parked in the purgatory; the answer comes later as an
     /// [`Effect::CompleteProduce`].
     Delayed { base_offset: i64 },
@@ -382,6 +387,11 @@ impl Replica {
         self.config.min_insync_replicas = min_isr.max(1);
     }
 
+    /// The topic's `max.message.bytes`: the largest batch this replica accepts as leader.
+    pub fn set_max_message_bytes(&mut self, max: u64) {
+        self.log.set_max_batch_bytes(max);
+    }
+
     pub fn log(&self) -> &PartitionLog {
         &self.log
     }
@@ -537,9 +547,15 @@ impl Replica {
         if acks == Acks::All && l.isr.len() < self.config.min_insync_replicas {
             return done(NOT_ENOUGH_REPLICAS, -1);
         }
-        let headers = match validated_headers(&batches, self.log.config().max_batch_bytes) {
-            Ok(h) => h,
-            Err(e) => return done(e.kafka_error_code(), -1),
+        // Kafka's LogValidator, before the producer state looks at the producer fields (a
+        // corrupted header must not be mistaken for a retry) and before any offset exists.
+        let config = ValidationConfig::new(
+            self.log.config().max_batch_bytes,
+            i64::try_from(now_ms).unwrap_or(i64::MAX),
+        );
+        let headers: Vec<BatchHeader> = match validate_produce(&batches, &config) {
+            Ok(v) => v.into_iter().map(|b| b.header).collect(),
+            Err(rejection) => return ProduceOutcome::Rejected(rejection),
         };
         match self.producers.check_all(&headers) {
             Err(e) => return done(e.kafka_error_code(), -1),
@@ -1055,25 +1071,6 @@ impl Replica {
         }
         Ok(r)
     }
-}
-
-/// The headers of every batch of a produce, each fully validated (structure, size, CRC)
-/// before the producer state looks at its producer fields: a corrupted header must not be
-/// mistaken for a retry. The log validates again on append; CRC-32C is cheap next to the
-/// write, and keeping the log's append self-contained is worth it.
-fn validated_headers(buf: &[u8], max_batch_bytes: u64) -> Result<Vec<BatchHeader>, StorageError> {
-    let mut headers = Vec::new();
-    let mut pos = 0usize;
-    while pos < buf.len() {
-        let h = check_batch(
-            buf.get(pos..).unwrap_or_default(),
-            pos as u64,
-            max_batch_bytes,
-        )?;
-        pos += h.size() as usize;
-        headers.push(h);
-    }
-    Ok(headers)
 }
 
 fn new_follower_state(broker_id: BrokerId, in_isr: bool, now_ms: u64) -> FollowerState {

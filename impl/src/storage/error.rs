@@ -20,6 +20,8 @@ pub mod kafka_codes {
     pub const CORRUPT_MESSAGE: i16 = 2;
     /// `MESSAGE_TOO_LARGE`
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// `INVALID_TIMESTAMP`
+    pub const INVALID_TIMESTAMP: i16 = 32;
     /// `RECORD_LIST_TOO_LARGE`
     pub const RECORD_LIST_TOO_LARGE: i16 = 18;
     /// `KAFKA_STORAGE_ERROR`

@@ -243,6 +243,12 @@ impl PartitionLog {
         &self.config
     }
 
+    /// Changes the largest batch a leader append accepts (the topic's `max.message.bytes`
+    /// changed). At least one batch header, so the log stays usable.
+    pub fn set_max_batch_bytes(&mut self, max: u64) {
+        self.config.max_batch_bytes = max.max(super::batch::BATCH_HEADER_LEN as u64);
+    }
+
     /// Offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset

@@ -2,11 +2,14 @@
 //!
 //! A partition directory holds segment pairs `<base offset:020>.log` / `.index`, a
 //! `leader-epoch-checkpoint` and a `high-watermark-checkpoint`. Producers' RecordBatch v2
-//! bytes are stored verbatim; the broker only ever reads and stamps the 61-byte batch
-//! headers, never individual records.
+//! bytes are stored verbatim; the leader walks (and, for compressed batches, decompresses)
+//! every record once to validate it ([`validate`]), and otherwise only reads and stamps the
+//! 61-byte batch headers.
 //!
 //! Modules, one job each:
 //! * [`batch`] — zero-copy RecordBatch v2 views, validation, in-place stamping;
+//! * [`validate`] — the leader's full produce validation (Kafka's `LogValidator`): records
+//!   walked, compressed payloads decompressed under a bound;
 //! * [`builder`] — a producer-side batch encoder for tests, benches and conformance;
 //! * [`segment`] / `index` — segment files, the sparse offset index, recovery scans;
 //! * [`epoch_cache`] — the KIP-101/279 leader-epoch cache;
@@ -25,6 +28,7 @@ mod flush;
 mod index;
 pub mod log;
 pub mod segment;
+pub mod validate;
 
 #[cfg(test)]
 mod log_proptest;
@@ -40,3 +44,6 @@ pub use config::{FlushPolicy, LogConfig};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::{kafka_codes, Result, StorageError};
 pub use log::{AppendInfo, BatchAppendInfo, PartitionLog};
+pub use validate::{
+    validate_produce, BatchRejection, RecordError, ValidatedBatch, ValidationConfig,
+};

@@ -1,7 +1,8 @@
 //! One log segment: `<base offset, 20 digits>.log` plus its sparse `.index`.
 //!
 //! A segment knows its byte size, how much of it is known durable (fsynced), and how to
-//! find, read, recover and cut batches — always by walking 61-byte headers, never records.
+//! find, read, recover and cut batches — by walking 61-byte headers (recovery also walks the
+//! records of uncompressed batches, see [`super::validate`]).
 //! All file access is positioned (`pread`/`pwrite`), so a reader never disturbs a writer's
 //! cursor and a failed write can simply be overwritten by the next one.
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use super::batch::{check_header, BatchHeader, BATCH_HEADER_LEN};
 use super::error::{Result, StorageError};
 use super::index::{self, IndexEntry, OffsetIndex};
+use super::validate::check_stored_records;
 
 /// Extension of segment data files.
 pub const LOG_SUFFIX: &str = ".log";
@@ -73,6 +75,32 @@ enum Walk {
 }
 
 /// Sequential `Read` over a file from a position, via `pread`.
+/// Computes the CRC-32C of everything read through it, and keeps the first I/O error (a
+/// failing disk is an error to report, not a corrupt batch to cut).
+struct CrcReader<R: Read> {
+    inner: R,
+    crc: u32,
+    io_error: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                if self.io_error.is_none() {
+                    self.io_error = Some(e);
+                }
+                Err(copy)
+            }
+        }
+    }
+}
+
 struct PosReader<'a> {
     file: &'a File,
     pos: u64,
@@ -500,8 +528,9 @@ impl Segment {
         Ok(())
     }
 
-    /// Scans the whole file, validating every batch (length, magic, counts, CRC-32C, and
-    /// offset continuity from the segment's base offset), cuts the file at the first
+    /// Scans the whole file, validating every batch (length, magic, counts, CRC-32C, the
+    /// records of uncompressed batches, and offset continuity from the segment's base
+    /// offset), cuts the file at the first
     /// invalid or torn batch, rebuilds the index and makes the result durable. `on_batch`
     /// sees each valid batch header in order. The CRC is computed in streaming fashion, so
     /// no allocation depends on a length field.
@@ -560,20 +589,27 @@ impl Segment {
                 ));
                 break;
             }
-            let mut crc = crc32c::crc32c(&hdr[21..]);
-            let mut remaining = h.size() - BATCH_HEADER_LEN as u64;
-            while remaining > 0 {
-                let k = (remaining as usize).min(chunk.len());
-                if let Err(e) = reader.read_exact(&mut chunk[..k]) {
-                    io_failure = Some(e);
-                    break;
+            // One pass over the body: the CRC of every byte, and (uncompressed batches) the
+            // record walk of the validator, so a batch whose records do not add up is cut
+            // like one with a bad CRC.
+            let mut body = CrcReader {
+                inner: (&mut reader).take(h.size() - BATCH_HEADER_LEN as u64),
+                crc: crc32c::crc32c(&hdr[21..]),
+                io_error: None,
+            };
+            let records = check_stored_records(BufReader::with_capacity(SCAN_CHUNK, &mut body), &h);
+            loop {
+                match body.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) => break,
                 }
-                crc = crc32c::crc32c_append(crc, &chunk[..k]);
-                remaining -= k as u64;
             }
-            if io_failure.is_some() {
+            if let Some(e) = body.io_error.take() {
+                io_failure = Some(e);
                 break;
             }
+            let crc = body.crc;
             if crc != h.crc {
                 reason = Some(
                     StorageError::CrcMismatch {
@@ -583,6 +619,10 @@ impl Segment {
                     }
                     .to_string(),
                 );
+                break;
+            }
+            if let Err(e) = records {
+                reason = Some(format!("batch at byte {pos} has invalid records: {e}"));
                 break;
             }
             if since >= self.index_interval {
@@ -765,5 +805,48 @@ mod tests {
             std::fs::metadata(seg.log_path()).expect("meta").len(),
             positions[4].0
         );
+    }
+
+    #[test]
+    fn recovery_cuts_a_batch_whose_records_do_not_add_up() {
+        // A CRC-valid batch that claims more records than it holds is corruption too.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut seg = Segment::create(dir.path(), 0, 100).expect("create");
+        let positions = fill(&mut seg, 0, 3);
+        let good_end = seg.size();
+        let mut bad = BatchBuilder::new(0)
+            .base_offset(3)
+            .record(0, None, Some(b"one"))
+            .build();
+        bad[23..27].copy_from_slice(&4i32.to_be_bytes());
+        bad[57..61].copy_from_slice(&5i32.to_be_bytes());
+        let crc = crc32c::crc32c(&bad[21..]);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        seg.append(&bad, &[(0, 3, bad.len() as u64, 0)])
+            .expect("append");
+        // A compressed batch is not decompressed at recovery; a well-formed one survives.
+        let mut zipped = BatchBuilder::new(0)
+            .compression(crate::storage::Compression::Gzip)
+            .record(0, None, Some(b"z"))
+            .build();
+        for item in BatchesMut::new(&mut zipped, u64::MAX) {
+            item.expect("valid").1.set_base_offset(3);
+        }
+        drop(seg);
+        let mut seg = Segment::open(dir.path(), 0, 100).expect("open");
+        let report = seg.recover(|_| {}).expect("recover");
+        assert_eq!(report.next_offset, 3);
+        assert_eq!(seg.size(), good_end);
+        assert!(
+            report.reason.expect("reason").contains("invalid records"),
+            "cut for its records"
+        );
+        assert_eq!(positions.len(), 3);
+        let size = zipped.len() as u64;
+        seg.append(&zipped, &[(0, 3, size, 0)]).expect("append");
+        drop(seg);
+        let mut seg = Segment::open(dir.path(), 0, 100).expect("open");
+        let report = seg.recover(|_| {}).expect("recover");
+        assert_eq!(report.next_offset, 4, "{:?}", report.reason);
     }
 }
