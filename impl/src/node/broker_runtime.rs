@@ -135,18 +135,38 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
     Ok((shared, tasks))
 }
 
-/// Clean shutdown: tell the controller (so it moves leadership away), then flush.
+/// How long a clean shutdown keeps asking the controller to move leadership away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Clean shutdown, as Kafka's controlled shutdown: heartbeats with `WantShutDown` until the
+/// controller answers `ShouldShutDown` (it has fenced the broker and moved its leaderships
+/// away), each on its own short-lived connection so that a dead connection to a controller
+/// that has gone costs one attempt, not the whole shutdown; then flush. If no controller
+/// answers in time, the broker stops anyway and its session expires as after a crash.
 pub async fn shutdown(shared: &NodeShared) {
     let req = BrokerHeartbeatRequest::default()
         .with_broker_id(BrokerId(shared.config.node_id))
         .with_broker_epoch(shared.broker_epoch())
         .with_current_metadata_offset(shared.view().metadata_offset - 1)
         .with_want_shut_down(true);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        shared.controller_request(1, RequestKind::BrokerHeartbeat(req)),
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+    let mut conn: Option<Connection> = None;
+    loop {
+        let request = RequestKind::BrokerHeartbeat(req.clone());
+        let timeout = Duration::from_secs(1);
+        match send_to_controller(shared, &mut conn, 1, request, timeout).await {
+            Ok(ResponseKind::BrokerHeartbeat(r)) if r.should_shut_down => break,
+            Ok(ResponseKind::BrokerHeartbeat(r)) if r.error_code != 0 => {
+                tracing::warn!(code = r.error_code, "controlled shutdown refused");
+                break;
+            }
+            _ if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!("no controller confirmed the controlled shutdown; stopping anyway");
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
     shared.replicas.shutdown();
     let marker = shared.config.log_dir().join(CLEAN_SHUTDOWN_FILE);
     if let Err(e) = std::fs::write(&marker, shared.broker_epoch().to_string()) {
@@ -250,7 +270,19 @@ async fn heartbeat_loop(shared: Arc<NodeShared>) {
             .with_broker_id(BrokerId(shared.config.node_id))
             .with_broker_epoch(shared.broker_epoch())
             .with_current_metadata_offset(shared.view().metadata_offset - 1);
-        match send_to_controller(&shared, &mut conn, 1, RequestKind::BrokerHeartbeat(req)).await {
+        // A heartbeat that is not answered within two intervals is given up and sent again
+        // on a new connection: a connection to a controller that went away (a container back
+        // with another address) must not outlast the broker's session.
+        let timeout = (interval * 2).max(Duration::from_secs(1));
+        match send_to_controller(
+            &shared,
+            &mut conn,
+            1,
+            RequestKind::BrokerHeartbeat(req),
+            timeout,
+        )
+        .await
+        {
             Ok(ResponseKind::BrokerHeartbeat(r)) => match r.error_code {
                 0 => {}
                 // STALE_BROKER_EPOCH, BROKER_ID_NOT_REGISTERED: register again.
@@ -271,6 +303,7 @@ async fn send_to_controller(
     conn: &mut Option<Connection>,
     version: i16,
     request: RequestKind,
+    timeout: Duration,
 ) -> anyhow::Result<ResponseKind> {
     if conn.is_none() {
         *conn = Some(shared.connect_controller().await?);
@@ -278,7 +311,6 @@ async fn send_to_controller(
     let c = conn
         .as_mut()
         .ok_or_else(|| anyhow::anyhow!("no controller reachable"))?;
-    let timeout = Duration::from_secs(10);
     match c.send(version, request, timeout).await {
         Ok(r) if super::controller_service::is_not_controller(&r) => {
             *conn = None;
@@ -460,7 +492,10 @@ async fn metadata_loop(shared: Arc<NodeShared>) {
             .last_offset()
             + 1;
         let req = metadata_fetch_request(metadata_observer_id(&shared.config), from, 500);
-        match send_to_controller(&shared, &mut conn, 12, RequestKind::Fetch(req)).await {
+        // The long poll waits 500 ms; an answer later than that and a margin means the
+        // connection is dead, and a broker must not serve old metadata for long.
+        let timeout = Duration::from_millis(2_500);
+        match send_to_controller(&shared, &mut conn, 12, RequestKind::Fetch(req), timeout).await {
             Ok(ResponseKind::Fetch(resp)) => {
                 if let Err(e) = apply_metadata_response(&shared, resp).await {
                     tracing::warn!(error = %e, "metadata fetch");
@@ -650,25 +685,32 @@ async fn alter_partition_loop(
                             })
                             .collect(),
                     )])]);
-        let answer =
-            match send_to_controller(&shared, &mut conn, 3, RequestKind::AlterPartition(req)).await
-            {
-                Ok(ResponseKind::AlterPartition(r)) if r.error_code != 0 => {
-                    AlterPartitionResponse::Error(r.error_code)
+        let timeout = Duration::from_secs(10);
+        let answer = match send_to_controller(
+            &shared,
+            &mut conn,
+            3,
+            RequestKind::AlterPartition(req),
+            timeout,
+        )
+        .await
+        {
+            Ok(ResponseKind::AlterPartition(r)) if r.error_code != 0 => {
+                AlterPartitionResponse::Error(r.error_code)
+            }
+            Ok(ResponseKind::AlterPartition(r)) => {
+                match r.topics.into_iter().flat_map(|t| t.partitions).next() {
+                    Some(pr) if pr.error_code == 0 => AlterPartitionResponse::Committed {
+                        leader_epoch: pr.leader_epoch,
+                        partition_epoch: pr.partition_epoch,
+                        isr: pr.isr.iter().map(|b| b.0).collect(),
+                    },
+                    Some(pr) => AlterPartitionResponse::Error(pr.error_code),
+                    None => AlterPartitionResponse::Error(-1),
                 }
-                Ok(ResponseKind::AlterPartition(r)) => {
-                    match r.topics.into_iter().flat_map(|t| t.partitions).next() {
-                        Some(pr) if pr.error_code == 0 => AlterPartitionResponse::Committed {
-                            leader_epoch: pr.leader_epoch,
-                            partition_epoch: pr.partition_epoch,
-                            isr: pr.isr.iter().map(|b| b.0).collect(),
-                        },
-                        Some(pr) => AlterPartitionResponse::Error(pr.error_code),
-                        None => AlterPartitionResponse::Error(-1),
-                    }
-                }
-                _ => AlterPartitionResponse::Error(-1),
-            };
+            }
+            _ => AlterPartitionResponse::Error(-1),
+        };
         if let AlterPartitionResponse::Error(code) = &answer {
             tracing::info!(tp = %out.tp, code, "AlterPartition rejected");
         }
