@@ -100,6 +100,11 @@ pub fn voter_view(voter: u8, slot: &VoterSlot) -> Result<VoterView, String> {
             Role::Leader => VoterRole::Leader,
             Role::Follower => VoterRole::Follower,
             Role::Resigned => VoterRole::Resigned,
+            Role::Prospective => {
+                return Err(format!(
+                    "voter {voter} is prospective: the model has no Pre-Vote (KIP-996)"
+                ))
+            }
         },
         epoch: small("epoch", core.epoch())?,
         voted_for: id("voted_for", core.voted_for())?,

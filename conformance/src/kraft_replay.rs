@@ -136,7 +136,10 @@ impl Quorum {
                 flushed: 0,
                 durable,
             };
-            let core = QuorumCore::restart(id, voter_ids.clone(), durable, slot.summary());
+            // The model's `Timeout` is KIP-595's election: the replayed voters run without
+            // Pre-Vote (KIP-996), which the model does not have.
+            let core = QuorumCore::restart(id, voter_ids.clone(), durable, slot.summary())
+                .with_pre_vote(false);
             q.slots.push(VoterSlot {
                 core: Some(core),
                 ..slot
@@ -251,12 +254,15 @@ impl Quorum {
                 if slot.core.is_some() {
                     return Err(format!("voter {voter} is up"));
                 }
-                slot.core = Some(QuorumCore::restart(
-                    voter.into(),
-                    self.voter_ids.clone(),
-                    slot.durable,
-                    slot.summary(),
-                ));
+                slot.core = Some(
+                    QuorumCore::restart(
+                        voter.into(),
+                        self.voter_ids.clone(),
+                        slot.durable,
+                        slot.summary(),
+                    )
+                    .with_pre_vote(false),
+                );
                 self.perform(voter.into())
             }
         }
