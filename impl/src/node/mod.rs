@@ -24,6 +24,7 @@ pub mod metadata_log;
 pub mod metadata_snapshot;
 pub mod partitions;
 pub mod quorum_driver;
+pub mod repeated_log;
 pub mod view;
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
