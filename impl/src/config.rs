@@ -186,6 +186,15 @@ const ENV_NOT_SETTINGS: &[&str] = &[
 ];
 
 impl NodeConfig {
+    /// The cluster id every listener uses: `cluster.id`, or "osprey" when none is set (Kafka
+    /// always has one, from `kafka-storage format`). Brokers register with it and the
+    /// controllers refuse quorum requests and registrations naming another.
+    pub fn effective_cluster_id(&self) -> String {
+        self.cluster_id
+            .clone()
+            .unwrap_or_else(|| "osprey".to_string())
+    }
+
     /// Reads `path` (if any) and then the `KAFKA_*` variables of `env`, the later winning.
     pub fn load(
         path: Option<&Path>,

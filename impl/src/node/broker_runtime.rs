@@ -78,10 +78,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
     };
     let (replicas, alter_rx) =
         ReplicaManager::new(config.log_dir().to_path_buf(), log_config, replica_config);
-    let cluster_id = config
-        .cluster_id
-        .clone()
-        .unwrap_or_else(|| "osprey".to_string());
+    let cluster_id = config.effective_cluster_id();
     let shared = Arc::new(new_shared(config.clone(), cluster_id, replicas));
 
     // KIP-966: a broker that shut down cleanly registers with its previous broker epoch and

@@ -280,7 +280,7 @@ impl QuorumDriver {
         });
         let driver = Arc::new(QuorumDriver {
             id: config.node_id,
-            cluster_id: config.cluster_id.clone(),
+            cluster_id: Some(config.effective_cluster_id()),
             peers,
             election_timeout_ms: config.controller_quorum_election_timeout_ms,
             fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
