@@ -718,44 +718,53 @@ impl QuorumCore {
 
     /// A candidate counts a vote and becomes leader on a majority; a prospective counts a
     /// pre-vote and stands on a majority. A pre-vote answer never counts as a vote (nor the
-    /// reverse). A prospective refused by a voter that names the leader of its epoch
+    /// reverse). A pre-vote granted by a voter still in an earlier epoch counts (granting
+    /// changed nothing there, and that voter would otherwise never catch up through
+    /// pre-votes). A prospective refused by a voter that names the leader of its epoch
     /// follows that leader again: the leader it lost contact with is alive.
     pub fn handle_vote_response(&mut self, from: ReplicaId, resp: VoteResponse) {
         if resp.epoch > self.epoch {
             self.observe_epoch(resp.epoch, resp.leader);
             return;
         }
-        let counting = if resp.pre_vote {
-            Role::Prospective
-        } else {
-            Role::Candidate
-        };
-        if self.role != counting || resp.epoch != self.epoch || !self.is_voter(from) {
+        if !self.is_voter(from) {
             return;
         }
-        if !resp.vote_granted {
-            if let Some(l) = resp.leader {
-                if resp.pre_vote
-                    && l != self.id
-                    && self.is_voter(l)
-                    && self.leader.is_none_or(|k| k == l)
-                {
-                    self.become_follower(l);
+        if resp.pre_vote {
+            if self.role != Role::Prospective {
+                return;
+            }
+            if !resp.vote_granted {
+                match resp.leader {
+                    Some(l)
+                        if resp.epoch == self.epoch
+                            && l != self.id
+                            && self.is_voter(l)
+                            && self.leader.is_none_or(|k| k == l) =>
+                    {
+                        self.become_follower(l)
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            if !self.votes.contains(&from) {
+                self.votes.push(from);
+                if self.votes.len() >= self.majority() {
+                    self.start_election();
                 }
             }
             return;
         }
-        if self.votes.contains(&from) {
+        if self.role != Role::Candidate
+            || resp.epoch != self.epoch
+            || !resp.vote_granted
+            || self.votes.contains(&from)
+        {
             return;
         }
         self.votes.push(from);
-        if self.role == Role::Prospective {
-            if self.votes.len() >= self.majority() {
-                self.start_election();
-            }
-        } else {
-            self.become_leader();
-        }
+        self.become_leader();
     }
 
     /// BecomeLeader: a candidate granted votes by a majority leads its epoch, and appends a
