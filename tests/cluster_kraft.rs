@@ -779,6 +779,21 @@ fn forged_quorum_requests_get_kafka_errors_and_change_neither_leader_nor_epoch()
         let (_, part, ..) = c.ask(to, 0, begin_epoch(CLUSTER_ID, candidate, epoch));
         assert_eq!(part, INVALID_REQUEST, "to {to}");
     }
+    // The broker listener does not serve the quorum's APIs: it does not advertise them,
+    // and refuses them.
+    let Ok(ResponseKind::ApiVersions(av)) = send(
+        &broker,
+        3,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    ) else {
+        panic!("no ApiVersions answer from the broker");
+    };
+    let keys: Vec<i16> = av.api_keys.iter().map(|k| k.api_key).collect();
+    for key in [52, 53, 54, 55, 59] {
+        assert!(!keys.contains(&key), "the broker listener lists key {key}");
+    }
+    assert!(keys.contains(&(ApiKey::Produce as i16)));
+    assert!(send(&broker, 2, vote(CLUSTER_ID, f1, epoch + 100, epoch, false)).is_err());
     // An EndQuorumEpoch in the leader's name only makes a follower stand early; its
     // pre-vote is refused (the leader is live) and it follows the leader again.
     let (_, part, ..) = c.ask(f1, 0, end_epoch(CLUSTER_ID, leader, epoch));

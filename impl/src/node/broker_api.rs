@@ -108,16 +108,24 @@ fn api_versions(s: &NodeShared) -> ApiVersionsResponse {
     resp
 }
 
-/// APIs served on the controller listener only.
+/// APIs served on the controller listener only: the broker listener neither advertises nor
+/// serves them (a client negotiating from ApiVersions must not be told otherwise).
+pub const CONTROLLER_ONLY: [ApiKey; 9] = [
+    ApiKey::BrokerRegistration,
+    ApiKey::BrokerHeartbeat,
+    ApiKey::AlterPartition,
+    ApiKey::AllocateProducerIds,
+    // The KRaft quorum (KIP-595) and its snapshots (KIP-630): between controllers, and
+    // from brokers to the controllers' listener.
+    ApiKey::Vote,
+    ApiKey::BeginQuorumEpoch,
+    ApiKey::EndQuorumEpoch,
+    ApiKey::DescribeQuorum,
+    ApiKey::FetchSnapshot,
+];
+
 pub fn is_controller_only(api_key: i16) -> bool {
-    [
-        ApiKey::BrokerRegistration,
-        ApiKey::BrokerHeartbeat,
-        ApiKey::AlterPartition,
-        ApiKey::AllocateProducerIds,
-    ]
-    .iter()
-    .any(|k| *k as i16 == api_key)
+    CONTROLLER_ONLY.iter().any(|k| *k as i16 == api_key)
 }
 
 fn str_bytes(s: &str) -> StrBytes {
