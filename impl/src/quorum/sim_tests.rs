@@ -453,15 +453,15 @@ impl Sim {
                     node.flushed = node.log.len();
                     let end = node.log.len() as i64;
                     node.core.flushed(end);
-                    if self.now % 200 == 0 {
+                    if self.now.is_multiple_of(200) {
                         node.core.send_begin_quorum_epoch();
                     }
-                    if self.now % (FETCH_MS * 3 / 2) == 0 {
+                    if self.now.is_multiple_of(FETCH_MS * 3 / 2) {
                         node.core.check_quorum();
                     }
                 }
                 self.run_effects(id);
-                if self.now % 50 == 0 {
+                if self.now.is_multiple_of(50) {
                     if let Some((to, req)) = self.nodes[&id].core.fetch_request() {
                         self.net.push(Msg::Fetch(id, to, req));
                     }
