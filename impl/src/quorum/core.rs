@@ -720,8 +720,8 @@ impl QuorumCore {
     /// pre-vote and stands on a majority. A pre-vote answer never counts as a vote (nor the
     /// reverse). A pre-vote granted by a voter still in an earlier epoch counts (granting
     /// changed nothing there, and that voter would otherwise never catch up through
-    /// pre-votes). A prospective refused by a voter that names the leader of its epoch
-    /// follows that leader again: the leader it lost contact with is alive.
+    /// pre-votes). A prospective refused by the leader of its epoch itself follows it
+    /// again: the leader it lost contact with is alive.
     pub fn handle_vote_response(&mut self, from: ReplicaId, resp: VoteResponse) {
         if resp.epoch > self.epoch {
             self.observe_epoch(resp.epoch, resp.leader);
@@ -735,11 +735,14 @@ impl QuorumCore {
                 return;
             }
             if !resp.vote_granted {
+                // Only the leader's own answer shows that it is alive: a follower naming it
+                // may itself be about to time out, and following on its word would keep
+                // two followers of a dead leader bouncing back to it forever.
                 match resp.leader {
                     Some(l)
-                        if resp.epoch == self.epoch
+                        if l == from
+                            && resp.epoch == self.epoch
                             && l != self.id
-                            && self.is_voter(l)
                             && self.leader.is_none_or(|k| k == l) =>
                     {
                         self.become_follower(l)

@@ -195,8 +195,8 @@ impl KraftModel {
     /// HandlePreVote (KIP-996): a voter answers a prospective's pre-vote for the epoch after
     /// the prospective's, changing nothing at the voter. A voter in a later epoch teaches it
     /// (the prospective moves there, following the leader it names). A voter that hears from
-    /// a live leader refuses; when it names the leader of the prospective's own epoch, the
-    /// prospective follows that leader again. Otherwise the pre-vote is granted iff the
+    /// a live leader refuses; when that voter is the leader of the prospective's own epoch,
+    /// the prospective follows it again. Otherwise the pre-vote is granted iff the
     /// prospective's log is at least as up to date; on a majority the prospective starts the
     /// election.
     fn handle_pre_vote(&self, s: &mut KraftState, cid: VoterId, vid: VoterId) -> bool {
@@ -214,9 +214,10 @@ impl KraftModel {
             return true;
         }
         if self.has_live_leader(&v) {
+            // Only the leader's own refusal shows it alive (a follower naming it may be
+            // about to time out itself).
             if v.epoch == c.epoch
-                && v.leader != NO_VOTER
-                && v.leader != cid
+                && v.leader == vid
                 && (c.leader == NO_VOTER || c.leader == v.leader)
             {
                 Self::clear_volatile(c);
