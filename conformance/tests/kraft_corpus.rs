@@ -178,8 +178,8 @@ fn explores_completely(c: KraftConfig, at_least: usize) {
 #[test]
 fn every_reachable_state_of_small_quorums_conforms() {
     // Sizes as measured; a much smaller count would mean the exploration lost states.
-    explores_completely(config(3, 1, 1, FlushPolicy::Every), 44_446);
-    explores_completely(config(2, 2, 1, FlushPolicy::Every), 4_446);
+    explores_completely(config(3, 1, 1, FlushPolicy::Every), 46_831);
+    explores_completely(config(2, 2, 1, FlushPolicy::Every), 4_988);
 }
 
 /// Larger bounds, minutes each: 3 voters over 2 epochs (1,555,770 states) and 4 voters over
