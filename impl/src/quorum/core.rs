@@ -635,8 +635,9 @@ impl QuorumCore {
     }
 
     /// The checks every quorum request from `sender` passes first, in Kafka's order: a
-    /// stale epoch is fenced; the sender must be a voter other than the receiver, and the
-    /// receiver a voter too.
+    /// stale epoch is fenced, a negative id is malformed, and the sender and the receiver
+    /// must both be voters. (A Vote from the receiver's own id, or a leader naming the
+    /// receiver, is refused by the request's own checks.)
     fn validate_voter_request(&self, sender: ReplicaId, epoch: i32) -> Result<(), i16> {
         if epoch < self.epoch {
             return Err(codes::FENCED_LEADER_EPOCH);
