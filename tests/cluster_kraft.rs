@@ -374,8 +374,9 @@ fn failover(controllers: usize, combined: bool) {
     }
     assert!(after.iter().any(|(n, l)| n == "after" && l.len() == 2));
 
-    // The killed controller returns and catches up with the leader's log.
-    c.start(leader);
+    // The killed controller returns and catches up with the leader's log (its port may
+    // still be held for a moment by the killed process).
+    c.start_retrying(leader);
     c.wait_for(
         Duration::from_secs(15),
         "the restarted controller to catch up",
