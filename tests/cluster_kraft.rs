@@ -133,11 +133,6 @@ impl KraftCluster {
         assert!(out.status.success(), "kill {id}: {out:?}");
     }
 
-    fn start(&self, id: i32) {
-        let out = self.try_start(id);
-        assert!(out.status.success(), "start {id}: {out:?}");
-    }
-
     /// `osprey cluster start --node ID`, whatever its outcome.
     fn try_start(&self, id: i32) -> std::process::Output {
         osprey(&[
