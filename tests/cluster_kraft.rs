@@ -133,11 +133,6 @@ impl KraftCluster {
         assert!(out.status.success(), "kill {id}: {out:?}");
     }
 
-    fn start(&self, id: i32) {
-        let out = self.try_start(id);
-        assert!(out.status.success(), "start {id}: {out:?}");
-    }
-
     /// `osprey cluster start --node ID`, whatever its outcome.
     fn try_start(&self, id: i32) -> std::process::Output {
         osprey(&[
@@ -374,8 +369,9 @@ fn failover(controllers: usize, combined: bool) {
     }
     assert!(after.iter().any(|(n, l)| n == "after" && l.len() == 2));
 
-    // The killed controller returns and catches up with the leader's log.
-    c.start(leader);
+    // The killed controller returns and catches up with the leader's log (its port may
+    // still be held for a moment by the killed process).
+    c.start_retrying(leader);
     c.wait_for(
         Duration::from_secs(15),
         "the restarted controller to catch up",
@@ -581,4 +577,347 @@ fn a_controller_behind_the_log_start_catches_up_through_a_snapshot() {
         "{}",
         c.log_tail(late_broker)
     );
+}
+
+// -----------------------------------------------------------------------------------------
+// Forged and stray quorum requests (Pre-Vote, KIP-996; the checks on every quorum request)
+
+/// `osprey cluster up` sets no `cluster.id`: every node uses this default.
+const CLUSTER_ID: &str = "osprey";
+const INVALID_REQUEST: i16 = 42;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+const INCONSISTENT_VOTER_SET: i16 = 94;
+const INCONSISTENT_CLUSTER_ID: i16 = 104;
+
+fn metadata_topic_name() -> TopicName {
+    TopicName(StrBytes::from_static_str("__cluster_metadata"))
+}
+
+/// A Vote (v2 carries PreVote) from `candidate` for `epoch`, claiming a log ending at
+/// `last_offset` in `last_epoch`.
+fn vote(cluster: &str, candidate: i32, epoch: i32, last_epoch: i32, pre_vote: bool) -> RequestKind {
+    RequestKind::Vote(
+        VoteRequest::default()
+            .with_cluster_id(Some(StrBytes::from_string(cluster.to_string())))
+            .with_topics(vec![vote_request::TopicData::default()
+                .with_topic_name(metadata_topic_name())
+                .with_partitions(vec![vote_request::PartitionData::default()
+                    .with_partition_index(0)
+                    .with_replica_epoch(epoch)
+                    .with_replica_id(BrokerId(candidate))
+                    .with_last_offset_epoch(last_epoch)
+                    .with_last_offset(1 << 40)
+                    .with_pre_vote(pre_vote)])]),
+    )
+}
+
+fn begin_epoch(cluster: &str, leader: i32, epoch: i32) -> RequestKind {
+    RequestKind::BeginQuorumEpoch(
+        BeginQuorumEpochRequest::default()
+            .with_cluster_id(Some(StrBytes::from_string(cluster.to_string())))
+            .with_topics(vec![begin_quorum_epoch_request::TopicData::default()
+                .with_topic_name(metadata_topic_name())
+                .with_partitions(vec![
+                    begin_quorum_epoch_request::PartitionData::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(epoch),
+                ])]),
+    )
+}
+
+fn end_epoch(cluster: &str, leader: i32, epoch: i32) -> RequestKind {
+    RequestKind::EndQuorumEpoch(
+        EndQuorumEpochRequest::default()
+            .with_cluster_id(Some(StrBytes::from_string(cluster.to_string())))
+            .with_topics(vec![end_quorum_epoch_request::TopicData::default()
+                .with_topic_name(metadata_topic_name())
+                .with_partitions(vec![
+                    end_quorum_epoch_request::PartitionData::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(epoch),
+                ])]),
+    )
+}
+
+/// A quorum answer: (top-level error, partition error, leader, epoch, vote granted).
+type QuorumAnswer = (i16, i16, i32, i32, bool);
+
+fn quorum_answer(resp: ResponseKind) -> QuorumAnswer {
+    match resp {
+        ResponseKind::Vote(r) => match r.topics.first().and_then(|t| t.partitions.first()) {
+            Some(p) => (
+                r.error_code,
+                p.error_code,
+                p.leader_id.0,
+                p.leader_epoch,
+                p.vote_granted,
+            ),
+            None => (r.error_code, 0, -1, -1, false),
+        },
+        ResponseKind::BeginQuorumEpoch(r) => {
+            match r.topics.first().and_then(|t| t.partitions.first()) {
+                Some(p) => (
+                    r.error_code,
+                    p.error_code,
+                    p.leader_id.0,
+                    p.leader_epoch,
+                    false,
+                ),
+                None => (r.error_code, 0, -1, -1, false),
+            }
+        }
+        ResponseKind::EndQuorumEpoch(r) => {
+            match r.topics.first().and_then(|t| t.partitions.first()) {
+                Some(p) => (
+                    r.error_code,
+                    p.error_code,
+                    p.leader_id.0,
+                    p.leader_epoch,
+                    false,
+                ),
+                None => (r.error_code, 0, -1, -1, false),
+            }
+        }
+        other => panic!("not a quorum answer: {other:?}"),
+    }
+}
+
+impl KraftCluster {
+    fn controller_addr(&self, id: i32) -> String {
+        let (_, port) = self
+            .controllers
+            .iter()
+            .find(|(c, _)| *c == id)
+            .expect("a controller");
+        format!("127.0.0.1:{port}")
+    }
+
+    /// Sends a quorum request to controller `id` and reads its answer.
+    fn ask(&self, id: i32, version: i16, req: RequestKind) -> QuorumAnswer {
+        quorum_answer(send(&self.controller_addr(id), version, req).expect("an answer"))
+    }
+
+    /// Waits until the brokers have registered (Metadata through `broker` lists `n`).
+    fn wait_for_brokers(&self, broker: &str, n: usize) {
+        self.wait_for(Duration::from_secs(15), "registered brokers", || {
+            let req = MetadataRequest::default().with_topics(None::<Vec<MetadataRequestTopic>>);
+            match send(broker, 9, RequestKind::Metadata(req)) {
+                Ok(ResponseKind::Metadata(m)) if m.brokers.len() == n => Some(()),
+                _ => None,
+            }
+        });
+    }
+}
+
+/// Forged Vote, BeginQuorumEpoch and EndQuorumEpoch requests on the controller port get
+/// Kafka's errors — INCONSISTENT_CLUSTER_ID for another cluster, INCONSISTENT_VOTER_SET
+/// from a non-voter, a refused vote or UNKNOWN_LEADER_EPOCH for a raised epoch while the
+/// leader is live, INVALID_REQUEST for a false leader of the current epoch — and change
+/// neither the leader nor the epoch, also after the fetch timeout has passed.
+#[test]
+fn forged_quorum_requests_get_kafka_errors_and_change_neither_leader_nor_epoch() {
+    let _guard = serial();
+    let c = KraftCluster::up_with(3, 1, false, 75, &[]);
+    let (leader, epoch, _) = c.wait_for(Duration::from_secs(10), "an active controller", || {
+        c.active_controller(None)
+    });
+    let voters: Vec<i32> = c.controllers.iter().map(|(id, _)| *id).collect();
+    let followers: Vec<i32> = voters.iter().copied().filter(|&v| v != leader).collect();
+    let (f1, f2) = (followers[0], followers[1]);
+    let broker = c.live_broker(&[]);
+    c.wait_for_brokers(&broker, 1);
+
+    for &to in &voters {
+        // Another cluster: refused before anything is read.
+        for (v, req) in [
+            (2, vote("bogus", f1, epoch + 1, epoch, false)),
+            (2, vote("bogus", f1, epoch + 1, epoch, true)),
+            (0, begin_epoch("bogus", f1, epoch + 1)),
+            (0, end_epoch("bogus", f1, epoch + 1)),
+        ] {
+            assert_eq!(c.ask(to, v, req).0, INCONSISTENT_CLUSTER_ID, "to {to}");
+        }
+        // A non-voter.
+        for (v, req) in [
+            (2, vote(CLUSTER_ID, 99, epoch + 1, epoch, false)),
+            (0, begin_epoch(CLUSTER_ID, 99, epoch + 1)),
+            (0, end_epoch(CLUSTER_ID, 99, epoch + 1)),
+        ] {
+            let (top, part, ..) = c.ask(to, v, req);
+            assert_eq!((top, part), (0, INCONSISTENT_VOTER_SET), "to {to}");
+        }
+        // A voter's id with an epoch 100 above the current one, while the leader is live:
+        // Vote v0, Vote v2 and a pre-vote are refused, answered with the current leader.
+        let candidate = if to == f1 { f2 } else { f1 };
+        for (v, pre_vote) in [(0, false), (2, false), (2, true)] {
+            let answer = c.ask(
+                to,
+                v,
+                vote(CLUSTER_ID, candidate, epoch + 100, epoch, pre_vote),
+            );
+            assert_eq!(answer, (0, 0, leader, epoch, false), "Vote v{v} to {to}");
+        }
+        let (_, part, l, e, _) = c.ask(to, 0, begin_epoch(CLUSTER_ID, candidate, epoch + 100));
+        assert_eq!(
+            (part, l, e),
+            (UNKNOWN_LEADER_EPOCH, leader, epoch),
+            "to {to}"
+        );
+        let (_, part, l, e, _) = c.ask(to, 0, end_epoch(CLUSTER_ID, candidate, epoch + 100));
+        assert_eq!(
+            (part, l, e),
+            (UNKNOWN_LEADER_EPOCH, leader, epoch),
+            "to {to}"
+        );
+        // A false leader of the current epoch.
+        let (_, part, ..) = c.ask(to, 0, begin_epoch(CLUSTER_ID, candidate, epoch));
+        assert_eq!(part, INVALID_REQUEST, "to {to}");
+    }
+    // The broker listener does not serve the quorum's APIs: it does not advertise them,
+    // and refuses them. DescribeQuorum it forwards to the active controller, as Kafka does.
+    let Ok(ResponseKind::ApiVersions(av)) = send(
+        &broker,
+        3,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    ) else {
+        panic!("no ApiVersions answer from the broker");
+    };
+    let keys: Vec<i16> = av.api_keys.iter().map(|k| k.api_key).collect();
+    for key in [52, 53, 54, 59] {
+        assert!(!keys.contains(&key), "the broker listener lists key {key}");
+    }
+    assert!(keys.contains(&(ApiKey::DescribeQuorum as i16)));
+    assert!(keys.contains(&(ApiKey::Produce as i16)));
+    assert!(send(&broker, 2, vote(CLUSTER_ID, f1, epoch + 100, epoch, false)).is_err());
+    // An EndQuorumEpoch in the leader's name only makes a follower stand early; its
+    // pre-vote is refused (the leader is live) and it follows the leader again.
+    let (_, part, ..) = c.ask(f1, 0, end_epoch(CLUSTER_ID, leader, epoch));
+    assert_eq!(part, 0);
+    // Longer than the fetch and election timeouts: nothing moved.
+    std::thread::sleep(Duration::from_secs(3));
+    let (l, e, _) = c.active_controller(None).expect("an active controller");
+    assert_eq!((l, e), (leader, epoch));
+    assert_eq!(c.create_topic(&broker, "after-forgery", 1, 1), 0);
+}
+
+/// A flood of forged Votes in a live voter's name, 100 a second with a rising epoch, for
+/// `secs`: the quorum keeps its leader and epoch, topic creation succeeds during it, and a
+/// partition leader killed during it is replaced as fast as without the flood.
+fn flood_of_forged_votes(secs: u64) {
+    let _guard = serial();
+    let c = KraftCluster::up_with(3, 3, false, 75, &[]);
+    let (leader, epoch, _) = c.wait_for(Duration::from_secs(10), "an active controller", || {
+        c.active_controller(None)
+    });
+    let impersonated = c
+        .controllers
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|&v| v != leader)
+        .expect("a follower");
+    let broker = c.live_broker(&[]);
+    c.wait_for_brokers(&broker, 3);
+    assert_eq!(c.create_topic(&broker, "flooded", 3, 3), 0);
+
+    let addrs: Vec<String> = c
+        .controllers
+        .iter()
+        .map(|(id, _)| c.controller_addr(*id))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let mut conns = Vec::new();
+                for a in &addrs {
+                    conns.push(
+                        osprey_broker::client::Connection::connect(
+                            a,
+                            "forger",
+                            Duration::from_secs(2),
+                        )
+                        .await
+                        .expect("a connection to a controller"),
+                    );
+                }
+                let (mut sent, mut granted) = (0u64, 0u64);
+                let deadline = Instant::now() + Duration::from_secs(secs);
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    tick.tick().await;
+                    sent += 1;
+                    let e = epoch + sent as i32;
+                    let conn = &mut conns[sent as usize % addrs.len()];
+                    let req = vote(CLUSTER_ID, impersonated, e, epoch, false);
+                    if let Ok(ResponseKind::Vote(r)) =
+                        conn.send(2, req, Duration::from_secs(2)).await
+                    {
+                        granted += r
+                            .topics
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .filter(|p| p.vote_granted)
+                            .count() as u64;
+                    }
+                }
+                (sent, granted)
+            })
+        })
+    };
+
+    // During the flood: a topic is created, and a partition leader is killed and replaced.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.create_topic(&broker, "during-the-flood", 1, 3), 0);
+    let topics = c.topics(&broker);
+    let (_, leaders) = topics
+        .iter()
+        .find(|(n, _)| n == "flooded")
+        .expect("flooded");
+    let victim = leaders[0];
+    let survivor = c.live_broker(&[victim]);
+    let killed_at = Instant::now();
+    c.kill(victim);
+    c.wait_for(
+        Duration::from_secs(20),
+        "a new leader for flooded-0",
+        || {
+            let t = c.topics(&survivor);
+            let (_, l) = t.iter().find(|(n, _)| n == "flooded")?;
+            (l[0] >= 0 && l[0] != victim).then_some(())
+        },
+    );
+    let replaced_in = killed_at.elapsed();
+    eprintln!("partition leader {victim} killed during the flood; replaced in {replaced_in:?}");
+    let (sent, granted) = flood.join().expect("the flood thread");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{sent} forged Votes sent, {granted} granted");
+    assert!(sent >= secs * 50, "the flood ran: {sent} Votes");
+    assert_eq!(granted, 0);
+    let (l, e, _) = c.active_controller(None).expect("an active controller");
+    assert_eq!(
+        (l, e),
+        (leader, epoch),
+        "the quorum kept its leader and epoch"
+    );
+    assert_eq!(c.create_topic(&survivor, "after-the-flood", 1, 2), 0);
+}
+
+#[test]
+fn a_ten_second_flood_of_forged_votes_deposes_no_one() {
+    flood_of_forged_votes(10);
+}
+
+/// The full minute (slow: run with `--ignored`).
+#[test]
+#[ignore]
+fn a_minute_long_flood_of_forged_votes_deposes_no_one() {
+    flood_of_forged_votes(60);
 }

@@ -100,6 +100,7 @@ pub fn voter_view(voter: u8, slot: &VoterSlot) -> Result<VoterView, String> {
             Role::Leader => VoterRole::Leader,
             Role::Follower => VoterRole::Follower,
             Role::Resigned => VoterRole::Resigned,
+            Role::Prospective => VoterRole::Prospective,
         },
         epoch: small("epoch", core.epoch())?,
         voted_for: id("voted_for", core.voted_for())?,

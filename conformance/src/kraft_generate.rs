@@ -6,13 +6,14 @@ use std::collections::{HashMap, VecDeque};
 
 use osprey_model::kraft::properties;
 use osprey_model::kraft::trace::KraftTrace;
-use osprey_model::kraft::{KraftAction, KraftConfig, KraftModel, KraftState};
+use osprey_model::kraft::{KraftAction, KraftConfig, KraftModel, KraftState, KraftVariant};
 
 use crate::generate::{sometimes_of, walks_over, witnessed_along, SplitMix64};
 
 /// Every step kind of the KRaft model, as `kind` names them.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "Timeout",
+    "HandlePreVote",
     "HandleVote",
     "BecomeLeader",
     "BeginQuorumEpoch",
@@ -29,6 +30,7 @@ pub fn kind(a: &KraftAction) -> &'static str {
     match a {
         KraftAction::Timeout { .. } => "Timeout",
         KraftAction::HandleVote { .. } => "HandleVote",
+        KraftAction::HandlePreVote { .. } => "HandlePreVote",
         KraftAction::BecomeLeader { .. } => "BecomeLeader",
         KraftAction::BeginQuorumEpoch { .. } => "BeginQuorumEpoch",
         KraftAction::Append { .. } => "Append",
@@ -97,8 +99,8 @@ pub fn random_walk(config: KraftConfig, max_depth: usize, rng: &mut SplitMix64) 
 }
 
 /// The configurations random walks cycle through: the default bounds (3 voters, flush
-/// every), more records, more crashes, more epochs, and 2 and 5 voters. All run the correct
-/// protocol (no variant) with flush every: Kafka's raft client fsyncs a voter's log before it
+/// every), more records, more crashes, more epochs, 2 and 5 voters, and KIP-595 without
+/// Pre-Vote (`no-pre-vote`, the cores' `with_pre_vote(false)`). All run with flush every: Kafka's raft client fsyncs a voter's log before it
 /// fetches again, and the core relies on it (a follower fetches only a durable log), so the
 /// model's `--flush never` stress mode is not Kafka's and is not replayed. A quorum of one is
 /// left out (its core elects itself in `Timeout`, see [`crate::kraft_replay::Quorum::new`]).
@@ -125,6 +127,10 @@ pub fn walk_configs() -> Vec<KraftConfig> {
             max_epoch: 5,
             max_crashes: 2,
             records: 3,
+            ..d
+        },
+        KraftConfig {
+            variant: Some(KraftVariant::NoPreVote),
             ..d
         },
     ]

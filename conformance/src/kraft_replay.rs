@@ -136,7 +136,9 @@ impl Quorum {
                 flushed: 0,
                 durable,
             };
-            let core = QuorumCore::restart(id, voter_ids.clone(), durable, slot.summary());
+            // Pre-Vote (KIP-996) as the model runs it: on, except in `no-pre-vote`.
+            let core = QuorumCore::restart(id, voter_ids.clone(), durable, slot.summary())
+                .with_pre_vote(config.pre_vote());
             q.slots.push(VoterSlot {
                 core: Some(core),
                 ..slot
@@ -167,6 +169,9 @@ impl Quorum {
                 self.perform(voter.into())
             }
             KraftAction::HandleVote { candidate, voter } => self.handle_vote(candidate, voter),
+            KraftAction::HandlePreVote { candidate, voter } => {
+                self.handle_pre_vote(candidate, voter)
+            }
             KraftAction::BecomeLeader { candidate } => {
                 let held = std::mem::take(&mut self.held_votes[candidate as usize]);
                 let core = self.core(candidate)?;
@@ -251,12 +256,15 @@ impl Quorum {
                 if slot.core.is_some() {
                     return Err(format!("voter {voter} is up"));
                 }
-                slot.core = Some(QuorumCore::restart(
-                    voter.into(),
-                    self.voter_ids.clone(),
-                    slot.durable,
-                    slot.summary(),
-                ));
+                slot.core = Some(
+                    QuorumCore::restart(
+                        voter.into(),
+                        self.voter_ids.clone(),
+                        slot.durable,
+                        slot.summary(),
+                    )
+                    .with_pre_vote(self.config.pre_vote()),
+                );
                 self.perform(voter.into())
             }
         }
@@ -271,7 +279,7 @@ impl Quorum {
     fn handle_vote(&mut self, candidate: u8, voter: u8) -> Result<(), String> {
         let epoch = self.core(candidate)?.epoch();
         let req = match self.take_request(candidate, voter) {
-            Some(Request::Vote(r)) if r.candidate_epoch == epoch => r,
+            Some(Request::Vote(r)) if r.candidate_epoch == epoch && !r.pre_vote => r,
             _ => {
                 self.core(candidate)?.send_vote_requests();
                 self.perform(candidate.into())?;
@@ -305,6 +313,34 @@ impl Quorum {
             core.handle_vote_response(voter.into(), resp);
             self.perform(candidate.into())
         }
+    }
+
+    /// HandlePreVote: the prospective's pre-vote request to the voter (re-sent if the one in
+    /// flight is not for the epoch after the prospective's), the voter's answer, and the
+    /// prospective's handling of it, which starts the election on a majority, as the
+    /// model's step does.
+    fn handle_pre_vote(&mut self, candidate: u8, voter: u8) -> Result<(), String> {
+        let next = self.core(candidate)?.epoch() + 1;
+        let req = match self.take_request(candidate, voter) {
+            Some(Request::Vote(r)) if r.candidate_epoch == next && r.pre_vote => r,
+            _ => {
+                self.core(candidate)?.send_vote_requests();
+                self.perform(candidate.into())?;
+                match self.take_request(candidate, voter) {
+                    Some(Request::Vote(r)) if r.pre_vote => r,
+                    other => {
+                        return Err(format!(
+                            "prospective {candidate} sends no pre-vote to voter {voter} (in flight: {other:?})"
+                        ))
+                    }
+                }
+            }
+        };
+        let resp = self.core(voter)?.handle_vote(req);
+        self.perform(voter.into())?;
+        self.core(candidate)?
+            .handle_vote_response(voter.into(), resp);
+        self.perform(candidate.into())
     }
 
     /// Fetch: the follower builds its request, the leader it names handles it, and the
@@ -523,9 +559,14 @@ mod tests {
         q.view().unwrap()
     }
 
+    /// Voter 0 wins voter 1's pre-vote, then its vote, leads epoch 1; voter 1 follows.
     fn elected() -> Vec<KraftAction> {
         vec![
             Timeout { voter: 0 },
+            HandlePreVote {
+                candidate: 0,
+                voter: 1,
+            },
             HandleVote {
                 candidate: 0,
                 voter: 1,
@@ -541,10 +582,12 @@ mod tests {
     #[test]
     fn the_vote_that_makes_a_majority_waits_for_become_leader() {
         let config = KraftConfig::default();
-        let v = run(config, &elected()[..2]);
+        let v = run(config, &elected()[..1]);
+        assert_eq!(v.voters[0].role, VoterRole::Prospective);
+        let v = run(config, &elected()[..3]);
         assert_eq!(v.voters[0].role, VoterRole::Candidate);
         assert_eq!(v.voters[1].role, VoterRole::Voted);
-        let v = run(config, &elected()[..3]);
+        let v = run(config, &elected()[..4]);
         assert_eq!(v.voters[0].role, VoterRole::Leader);
         assert_eq!(v.voters[0].log, vec![(0, 1)]);
     }
@@ -575,6 +618,10 @@ mod tests {
     fn a_restarted_candidate_collects_votes_in_its_epoch() {
         let steps = [
             Timeout { voter: 2 },
+            HandlePreVote {
+                candidate: 2,
+                voter: 0,
+            },
             Crash { voter: 2 },
             Restart { voter: 2 },
             HandleVote {
@@ -600,6 +647,50 @@ mod tests {
         assert_eq!(
             (v.voters[2].role, v.voters[2].epoch),
             (VoterRole::Unattached, 0)
+        );
+    }
+
+    #[test]
+    fn a_prospective_refused_by_the_leader_follows_it_again() {
+        let mut steps = elected();
+        steps.extend([
+            Timeout { voter: 1 },
+            HandlePreVote {
+                candidate: 1,
+                voter: 0,
+            },
+        ]);
+        let v = run(KraftConfig::default(), &steps);
+        assert_eq!(
+            (v.voters[1].role, v.voters[1].epoch, v.voters[1].leader),
+            (VoterRole::Follower, 1, Some(0))
+        );
+        assert_eq!(v.voters[0].role, VoterRole::Leader);
+    }
+
+    #[test]
+    fn without_pre_vote_a_timeout_starts_the_election() {
+        let config = KraftConfig {
+            variant: Some(osprey_model::kraft::KraftVariant::NoPreVote),
+            ..KraftConfig::default()
+        };
+        let mut steps = elected();
+        steps.remove(1);
+        let v = run(config, &steps);
+        assert_eq!(v.voters[0].role, VoterRole::Leader);
+        // A returning voter's Vote (it timed out twice while cut off) deposes the leader.
+        steps.extend([
+            Timeout { voter: 2 },
+            Timeout { voter: 2 },
+            HandleVote {
+                candidate: 2,
+                voter: 0,
+            },
+        ]);
+        let v = run(config, &steps);
+        assert_eq!(
+            (v.voters[0].role, v.voters[0].epoch),
+            (VoterRole::Unattached, 2)
         );
     }
 

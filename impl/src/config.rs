@@ -234,11 +234,23 @@ const ENV_NOT_SETTINGS: &[&str] = &[
     "KAFKA_DEBUG",
 ];
 
+/// The cluster id of a node configured without one and started on an unformatted directory.
+pub const DEFAULT_CLUSTER_ID: &str = "osprey";
+
 /// The apache/kafka image formats its storage with the cluster id in `CLUSTER_ID` (no
 /// `KAFKA_` prefix); Osprey reads it as `cluster.id`.
 const CLUSTER_ID_ENV: &str = "CLUSTER_ID";
 
 impl NodeConfig {
+    /// The cluster id every listener uses: `cluster.id`, or "osprey" when none is set (Kafka
+    /// always has one, from `kafka-storage format`). Brokers register with it and the
+    /// controllers refuse quorum requests and registrations naming another.
+    pub fn effective_cluster_id(&self) -> String {
+        self.cluster_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLUSTER_ID.to_string())
+    }
+
     /// Reads `path` (if any) and then the `KAFKA_*` variables (and `CLUSTER_ID`) of `env`,
     /// the later winning.
     pub fn load(

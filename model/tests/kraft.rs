@@ -75,6 +75,21 @@ fn vote_without_log_check_loses_a_committed_record() {
 }
 
 #[test]
+fn without_pre_vote_a_returning_voter_disrupts_a_stable_leader() {
+    let config = KraftConfig {
+        variant: Some(KraftVariant::NoPreVote),
+        ..small()
+    };
+    let report = check_kraft(config, &opts(Engine::Bfs), |_| {});
+    assert_eq!(report.verdict, "violation");
+    let trace = report.counterexample.expect("a counterexample");
+    assert_eq!(trace.violated, vec!["StableLeaderNotDisrupted".to_string()]);
+    trace.validate().expect("the counterexample replays");
+    // The shortest: elect, a follower times out into the next epoch, its Vote deposes.
+    assert!(trace.steps.len() <= 8, "{} steps", trace.steps.len());
+}
+
+#[test]
 fn unflushed_logs_lose_committed_records() {
     // Raft needs durable logs. With nothing flushed the leader counts no entry of its own,
     // so a commit needs every follower of three: one crash cannot lose it, two can.

@@ -117,16 +117,25 @@ fn api_versions(s: &NodeShared) -> ApiVersionsResponse {
     resp
 }
 
-/// APIs served on the controller listener only.
+/// APIs served on the controller listener only: the broker listener neither advertises nor
+/// serves them (a client negotiating from ApiVersions must not be told otherwise).
+/// DescribeQuorum is not among them: a broker forwards it to the active controller, as
+/// Kafka's brokers do, so `metadata-quorum describe --bootstrap-server` works.
+pub const CONTROLLER_ONLY: [ApiKey; 8] = [
+    ApiKey::BrokerRegistration,
+    ApiKey::BrokerHeartbeat,
+    ApiKey::AlterPartition,
+    ApiKey::AllocateProducerIds,
+    // The KRaft quorum (KIP-595) and its snapshots (KIP-630): between controllers, and
+    // from brokers to the controllers' listener.
+    ApiKey::Vote,
+    ApiKey::BeginQuorumEpoch,
+    ApiKey::EndQuorumEpoch,
+    ApiKey::FetchSnapshot,
+];
+
 pub fn is_controller_only(api_key: i16) -> bool {
-    [
-        ApiKey::BrokerRegistration,
-        ApiKey::BrokerHeartbeat,
-        ApiKey::AlterPartition,
-        ApiKey::AllocateProducerIds,
-    ]
-    .iter()
-    .any(|k| *k as i16 == api_key)
+    CONTROLLER_ONLY.iter().any(|k| *k as i16 == api_key)
 }
 
 fn str_bytes(s: &str) -> StrBytes {

@@ -34,6 +34,7 @@ use super::meta_properties;
 use super::metadata_log::{decode_batches, METADATA_TOPIC};
 use super::metadata_snapshot;
 use super::partitions::{OutgoingAlterPartition, PartitionSlot, ReplicaManager, TopicPartition};
+use super::repeated_log::RepeatedLog;
 use super::view::{BrokerView, ClusterView, PartitionView, TopicView};
 use super::{new_shared, now_ms, serve, NodeShared};
 use crate::client::Connection;
@@ -89,10 +90,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
     };
     let (replicas, alter_rx) =
         ReplicaManager::new(config.log_dir().to_path_buf(), log_config, replica_config);
-    let cluster_id = config
-        .cluster_id
-        .clone()
-        .unwrap_or_else(|| meta_properties::DEFAULT_CLUSTER_ID.to_string());
+    let cluster_id = config.effective_cluster_id();
     let shared = Arc::new(new_shared(config.clone(), cluster_id, replicas));
 
     // KIP-966: a broker that shut down cleanly registers with its previous broker epoch and
@@ -664,6 +662,9 @@ async fn alter_partition_loop(
     mut rx: mpsc::UnboundedReceiver<OutgoingAlterPartition>,
 ) {
     let mut conn: Option<Connection> = None;
+    // A leader retries a refused AlterPartition until new metadata arrives (every 50 ms
+    // while a broker restarts): one line per run of identical refusals, with a count.
+    let rejections = RepeatedLog::default();
     while let Some(out) = rx.recv().await {
         let p = &out.proposal;
         let req = AlterPartitionRequest::default()
@@ -712,7 +713,15 @@ async fn alter_partition_loop(
             _ => AlterPartitionResponse::Error(-1),
         };
         if let AlterPartitionResponse::Error(code) = &answer {
-            tracing::info!(tp = %out.tp, code, "AlterPartition rejected");
+            let key = format!("{} {code}", out.tp);
+            if let Some(count) = rejections.note(now_ms(), &key) {
+                tracing::info!(
+                    tp = %out.tp,
+                    code,
+                    count,
+                    "AlterPartition rejected (count: this and identical ones since the last line)"
+                );
+            }
         }
         if let Some(slot) = shared.replicas.get(&out.tp) {
             slot.with_replica(&shared.replicas, |r| {

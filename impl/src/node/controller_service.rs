@@ -174,6 +174,18 @@ impl RequestHandler for ControllerService {
         Ok(Some(match request {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
             RequestKind::Vote(req) => ResponseKind::Vote(self.quorum.handle_vote(&req)),
+            // A broker of another cluster is refused by every controller, active or not.
+            RequestKind::BrokerRegistration(req)
+                if !self
+                    .quorum
+                    .cluster_id_matches(&Some(req.cluster_id.clone())) =>
+            {
+                ResponseKind::BrokerRegistration(
+                    BrokerRegistrationResponse::default()
+                        .with_broker_epoch(-1)
+                        .with_error_code(crate::quorum::codes::INCONSISTENT_CLUSTER_ID),
+                )
+            }
             RequestKind::BeginQuorumEpoch(req) => {
                 ResponseKind::BeginQuorumEpoch(self.quorum.handle_begin_quorum_epoch(&req))
             }

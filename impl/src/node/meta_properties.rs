@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub const FILE_NAME: &str = "meta.properties";
 
 /// The cluster id used when neither the configuration nor the directory names one.
-pub const DEFAULT_CLUSTER_ID: &str = "osprey";
+pub use crate::config::DEFAULT_CLUSTER_ID;
 
 /// The contents of `meta.properties`; keys Osprey does not use are kept as they were.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,6 +26,7 @@ pub mod metadata_snapshot;
 pub mod partitions;
 pub mod quorum_driver;
 pub mod quorum_progress;
+pub mod repeated_log;
 pub mod view;
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};

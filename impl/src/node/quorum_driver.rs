@@ -45,6 +45,7 @@ use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
 use super::metadata_snapshot::{self, Chunk};
 use super::now_ms;
 use super::quorum_progress::{self, ReplicaProgress};
+use super::repeated_log::RepeatedLog;
 use crate::client::Connection;
 use crate::config::NodeConfig;
 use crate::controller::records::MetadataRecord;
@@ -107,6 +108,34 @@ pub struct QuorumDriver {
     rng: Mutex<u64>,
     /// Each fetching replica's progress, for DescribeQuorum.
     replica_progress: Mutex<ReplicaProgress>,
+    /// Refused quorum requests, logged once per run ([`RepeatedLog`]).
+    rejections: RepeatedLog,
+}
+
+/// Kafka's INVALID_VOTER_KEY: the request's `VoterId` is not the receiver.
+const INVALID_VOTER_KEY: i16 = 125;
+
+/// The partitions of the three quorum requests, for [`QuorumDriver::quorum_partition`].
+trait HasPartitionIndex {
+    fn partition_index(&self) -> i32;
+}
+
+impl HasPartitionIndex for vote_request::PartitionData {
+    fn partition_index(&self) -> i32 {
+        self.partition_index
+    }
+}
+
+impl HasPartitionIndex for begin_quorum_epoch_request::PartitionData {
+    fn partition_index(&self) -> i32 {
+        self.partition_index
+    }
+}
+
+impl HasPartitionIndex for end_quorum_epoch_request::PartitionData {
+    fn partition_index(&self) -> i32 {
+        self.partition_index
+    }
 }
 
 /// The `quorum-state` file, in Kafka's JSON layout.
@@ -254,7 +283,7 @@ impl QuorumDriver {
         });
         let driver = Arc::new(QuorumDriver {
             id: config.node_id,
-            cluster_id: config.cluster_id.clone(),
+            cluster_id: Some(config.effective_cluster_id()),
             peers,
             election_timeout_ms: config.controller_quorum_election_timeout_ms,
             fetch_timeout_ms: config.controller_quorum_fetch_timeout_ms,
@@ -278,6 +307,7 @@ impl QuorumDriver {
             outbox,
             rng: Mutex::new(now_ms() ^ (u64::from(std::process::id()) << 32) | 1),
             replica_progress: Mutex::new(ReplicaProgress::default()),
+            rejections: RepeatedLog::default(),
         });
         {
             let mut st = driver.lock();
@@ -543,13 +573,13 @@ impl QuorumDriver {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
-            let (version, kind) = self.encode_request(request);
+            let (version, kind) = self.encode_request(peer, request);
             match c.send(version, kind, Duration::from_secs(2)).await {
                 Ok(resp) => {
                     let mut st = self.lock();
                     match (request, resp) {
-                        (Request::Vote(_), ResponseKind::Vote(r)) => {
-                            if let Some(v) = decode_vote_response(&r) {
+                        (Request::Vote(sent), ResponseKind::Vote(r)) => {
+                            if let Some(v) = decode_vote_response(&r, sent.pre_vote) {
                                 st.core.handle_vote_response(peer, v);
                             }
                         }
@@ -587,13 +617,15 @@ impl QuorumDriver {
         self.cluster_id.clone().map(StrBytes::from_string)
     }
 
-    fn encode_request(&self, request: Request) -> (i16, RequestKind) {
+    fn encode_request(&self, to: ReplicaId, request: Request) -> (i16, RequestKind) {
         match request {
+            // Vote v2 carries KIP-996's PreVote and names the receiver (VoterId, v1+).
             Request::Vote(v) => (
-                0,
+                2,
                 RequestKind::Vote(
                     VoteRequest::default()
                         .with_cluster_id(self.cluster_id())
+                        .with_voter_id(BrokerId(to))
                         .with_topics(vec![vote_request::TopicData::default()
                             .with_topic_name(metadata_topic())
                             .with_partitions(vec![vote_request::PartitionData::default()
@@ -601,7 +633,8 @@ impl QuorumDriver {
                                 .with_replica_epoch(v.candidate_epoch)
                                 .with_replica_id(BrokerId(v.candidate_id))
                                 .with_last_offset_epoch(v.last_epoch)
-                                .with_last_offset(v.end_offset)])]),
+                                .with_last_offset(v.end_offset)
+                                .with_pre_vote(v.pre_vote)])]),
                 ),
             ),
             Request::BeginQuorumEpoch(r) => (
@@ -1030,19 +1063,96 @@ impl QuorumDriver {
         ])
     }
 
+    /// Logs a refused quorum request: the first of a run at once, then one line with a
+    /// count per interval (a flood of forged Votes writes a few lines, not one per Vote).
+    fn note_rejection(&self, node: ReplicaId, api: &str, sender: ReplicaId, code: i16, epoch: i32) {
+        let key = format!("{api} {sender} {code}");
+        if let Some(count) = self.rejections.note(now_ms(), &key) {
+            tracing::info!(
+                node,
+                api,
+                sender,
+                code,
+                request_epoch = epoch,
+                count,
+                "quorum request refused (count: this and identical ones since the last line)"
+            );
+        }
+    }
+
+    /// Kafka's first check on every quorum request: a request naming another cluster is
+    /// INCONSISTENT_CLUSTER_ID. A request without a cluster id (older senders) passes, as
+    /// in Kafka.
+    pub fn cluster_id_matches(&self, requested: &Option<StrBytes>) -> bool {
+        match (requested, &self.cluster_id) {
+            (Some(r), Some(own)) => r.as_str() == own.as_str(),
+            _ => true,
+        }
+    }
+
+    /// The single partition a quorum request must address: `__cluster_metadata-0`.
+    fn quorum_partition<'a, P>(
+        topics: impl IntoIterator<Item = (&'a TopicName, &'a [P])>,
+    ) -> Result<&'a P, i16>
+    where
+        P: 'a + HasPartitionIndex,
+    {
+        let mut topics = topics.into_iter();
+        let (Some((name, parts)), None) = (topics.next(), topics.next()) else {
+            return Err(codes::INVALID_REQUEST);
+        };
+        match parts {
+            [p] if name.0.as_str() == METADATA_TOPIC && p.partition_index() == 0 => Ok(p),
+            _ => Err(codes::INVALID_REQUEST),
+        }
+    }
+
+    /// Vote (KIP-595; v2 adds KIP-996's PreVote). The driver checks what the core cannot
+    /// know: the cluster id (top-level INCONSISTENT_CLUSTER_ID), the partition
+    /// (INVALID_REQUEST) and that the request names this voter (`VoterId`, v1+:
+    /// INVALID_VOTER_KEY); the core does the rest.
     pub fn handle_vote(&self, req: &VoteRequest) -> VoteResponse {
-        let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
-            return VoteResponse::default().with_error_code(42);
+        if !self.cluster_id_matches(&req.cluster_id) {
+            return VoteResponse::default().with_error_code(codes::INCONSISTENT_CLUSTER_ID);
+        }
+        let p = match Self::quorum_partition(
+            req.topics
+                .iter()
+                .map(|t| (&t.topic_name, t.partitions.as_slice())),
+        ) {
+            Ok(p) => p,
+            Err(code) => return VoteResponse::default().with_error_code(code),
         };
         let mut st = self.lock();
-        let r = st.core.handle_vote(quorum::VoteRequest {
-            candidate_epoch: p.replica_epoch,
-            candidate_id: p.replica_id.0,
-            last_epoch: p.last_offset_epoch,
-            end_offset: p.last_offset,
-        });
+        let r = if req.voter_id.0 >= 0 && req.voter_id.0 != self.id {
+            quorum::VoteResponse {
+                pre_vote: p.pre_vote,
+                error_code: INVALID_VOTER_KEY,
+                epoch: st.core.epoch(),
+                leader: st.core.leader(),
+                vote_granted: false,
+            }
+        } else {
+            st.core.handle_vote(quorum::VoteRequest {
+                pre_vote: p.pre_vote,
+                candidate_epoch: p.replica_epoch,
+                candidate_id: p.replica_id.0,
+                last_epoch: p.last_offset_epoch,
+                end_offset: p.last_offset,
+            })
+        };
         // The grant is durable before the answer leaves.
         self.perform(&mut st);
+        drop(st);
+        if r.error_code != 0 || !r.vote_granted {
+            self.note_rejection(
+                self.id,
+                "Vote",
+                p.replica_id.0,
+                r.error_code,
+                p.replica_epoch,
+            );
+        }
         VoteResponse::default().with_topics(vec![vote_response::TopicData::default()
             .with_topic_name(metadata_topic())
             .with_partitions(vec![vote_response::PartitionData::default()
@@ -1053,19 +1163,48 @@ impl QuorumDriver {
                 .with_vote_granted(r.vote_granted)])])
     }
 
+    /// BeginQuorumEpoch: the cluster id and partition are checked here, the rest (voters,
+    /// epochs, who can lead) by the core.
     pub fn handle_begin_quorum_epoch(
         &self,
         req: &BeginQuorumEpochRequest,
     ) -> BeginQuorumEpochResponse {
-        let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
-            return BeginQuorumEpochResponse::default().with_error_code(42);
+        if !self.cluster_id_matches(&req.cluster_id) {
+            return BeginQuorumEpochResponse::default()
+                .with_error_code(codes::INCONSISTENT_CLUSTER_ID);
+        }
+        let p = match Self::quorum_partition(
+            req.topics
+                .iter()
+                .map(|t| (&t.topic_name, t.partitions.as_slice())),
+        ) {
+            Ok(p) => p,
+            Err(code) => return BeginQuorumEpochResponse::default().with_error_code(code),
         };
         let mut st = self.lock();
-        let r = st.core.handle_begin_quorum_epoch(EpochRequest {
-            leader_id: p.leader_id.0,
-            leader_epoch: p.leader_epoch,
-        });
+        let r = if req.voter_id.0 >= 0 && req.voter_id.0 != self.id {
+            EpochResponse {
+                error_code: INVALID_VOTER_KEY,
+                epoch: st.core.epoch(),
+                leader: st.core.leader(),
+            }
+        } else {
+            st.core.handle_begin_quorum_epoch(EpochRequest {
+                leader_id: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+            })
+        };
         self.perform(&mut st);
+        drop(st);
+        if r.error_code != 0 {
+            self.note_rejection(
+                self.id,
+                "BeginQuorumEpoch",
+                p.leader_id.0,
+                r.error_code,
+                p.leader_epoch,
+            );
+        }
         BeginQuorumEpochResponse::default().with_topics(vec![
             begin_quorum_epoch_response::TopicData::default()
                 .with_topic_name(metadata_topic())
@@ -1077,9 +1216,19 @@ impl QuorumDriver {
         ])
     }
 
+    /// EndQuorumEpoch: checked as BeginQuorumEpoch.
     pub fn handle_end_quorum_epoch(&self, req: &EndQuorumEpochRequest) -> EndQuorumEpochResponse {
-        let Some(p) = req.topics.first().and_then(|t| t.partitions.first()) else {
-            return EndQuorumEpochResponse::default().with_error_code(42);
+        if !self.cluster_id_matches(&req.cluster_id) {
+            return EndQuorumEpochResponse::default()
+                .with_error_code(codes::INCONSISTENT_CLUSTER_ID);
+        }
+        let p = match Self::quorum_partition(
+            req.topics
+                .iter()
+                .map(|t| (&t.topic_name, t.partitions.as_slice())),
+        ) {
+            Ok(p) => p,
+            Err(code) => return EndQuorumEpochResponse::default().with_error_code(code),
         };
         let mut st = self.lock();
         let r = st.core.handle_end_quorum_epoch(EpochRequest {
@@ -1087,6 +1236,16 @@ impl QuorumDriver {
             leader_epoch: p.leader_epoch,
         });
         self.perform(&mut st);
+        drop(st);
+        if r.error_code != 0 {
+            self.note_rejection(
+                self.id,
+                "EndQuorumEpoch",
+                p.leader_id.0,
+                r.error_code,
+                p.leader_epoch,
+            );
+        }
         EndQuorumEpochResponse::default().with_topics(vec![
             end_quorum_epoch_response::TopicData::default()
                 .with_topic_name(metadata_topic())
@@ -1358,9 +1517,15 @@ fn fill_fetch_partition(pd: &mut PartitionData, answer: FetchAnswer, records: Re
     }
 }
 
-fn decode_vote_response(r: &VoteResponse) -> Option<quorum::VoteResponse> {
+/// A Vote response as the core reads it; `pre_vote` is what the request asked (the wire
+/// does not echo it). A top-level error (INCONSISTENT_CLUSTER_ID) carries no answer.
+fn decode_vote_response(r: &VoteResponse, pre_vote: bool) -> Option<quorum::VoteResponse> {
+    if r.error_code != 0 {
+        return None;
+    }
     let p = r.topics.first()?.partitions.first()?;
     Some(quorum::VoteResponse {
+        pre_vote,
         error_code: p.error_code,
         epoch: p.leader_epoch,
         leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),

@@ -24,10 +24,19 @@ pub mod codes {
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     /// The request's epoch is older than the receiver's.
     pub const FENCED_LEADER_EPOCH: i16 = 74;
-    /// The request's epoch is newer than the receiver's.
+    /// The request's epoch is newer than the receiver's, or newer than it accepts while
+    /// its leader is live (a BeginQuorumEpoch/EndQuorumEpoch for a later epoch reaching a
+    /// voter that still hears from the leader of its own).
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    /// The sender is not one of `controller.quorum.voters`.
+    /// A malformed quorum request: a negative id or offset, a candidate's last log epoch
+    /// not below its candidate epoch, a Vote from the receiver itself, or a
+    /// BeginQuorumEpoch/EndQuorumEpoch naming a leader the receiver knows is not the
+    /// leader of that epoch.
+    pub const INVALID_REQUEST: i16 = 42;
+    /// The sender, or the receiver itself, is not one of `controller.quorum.voters`.
     pub const INCONSISTENT_VOTER_SET: i16 = 94;
+    /// The request names another cluster (checked by the driver, which knows the id).
+    pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
     /// FetchSnapshot (KIP-630): the leader holds no snapshot with the requested id.
     pub const SNAPSHOT_NOT_FOUND: i16 = 98;
     /// FetchSnapshot: the position is past the snapshot's size.
@@ -41,6 +50,10 @@ pub enum Role {
     Unattached,
     /// Voted for another voter in its epoch, no leader known.
     Voted,
+    /// KIP-996: its election or fetch timer fired; it asks for pre-votes for the next epoch
+    /// without leaving its own (nothing durable changes), and stands only once a majority
+    /// grants them. Keeps the vote and the leader of its epoch it had.
+    Prospective,
     /// Started an election in its epoch and voted for itself.
     Candidate,
     Leader,
@@ -75,9 +88,12 @@ pub enum Timer {
     Off,
 }
 
-/// Vote (KIP-595): a candidate asks for a voter's vote in `candidate_epoch`.
+/// Vote (KIP-595): a candidate asks for a voter's vote in `candidate_epoch`; with
+/// `pre_vote` (KIP-996, Vote v2's `PreVote`) a prospective asks whether the voter would
+/// grant it in `candidate_epoch` (its epoch plus one), which changes nothing at the voter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VoteRequest {
+    pub pre_vote: bool,
     pub candidate_epoch: i32,
     pub candidate_id: ReplicaId,
     /// The epoch of the candidate's last entry (Kafka's `LastOffsetEpoch`).
@@ -88,6 +104,9 @@ pub struct VoteRequest {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VoteResponse {
+    /// Whether this answers a pre-vote. Not on the wire: the sender knows which request
+    /// it sent, and must never count a pre-vote as a vote (a pre-vote is not durable).
+    pub pre_vote: bool,
     pub error_code: i16,
     pub epoch: i32,
     pub leader: Option<ReplicaId>,
@@ -346,6 +365,11 @@ pub struct QuorumCore {
     /// Follower only: the leader's snapshot this follower must fetch before it can fetch
     /// records again (the leader answered a Fetch with its snapshot id).
     snapshot_to_fetch: Option<SnapshotId>,
+    /// KIP-996 (on by default): a timeout starts a pre-vote instead of an election, and a
+    /// voter that hears from a leader (the leader itself, or a follower whose fetch timer
+    /// has not fired) refuses Votes and later epochs. Off, the voter behaves as KIP-595
+    /// alone: the variant in which a disconnected voter deposes a healthy leader.
+    pre_vote: bool,
     effects: Vec<Effect>,
 }
 
@@ -385,6 +409,7 @@ impl QuorumCore {
             end_offsets: Vec::new(),
             fetched_since_check: Vec::new(),
             quorum_checked: false,
+            pre_vote: true,
             snapshot_to_fetch: None,
             effects: Vec::new(),
         };
@@ -398,6 +423,13 @@ impl QuorumCore {
         core.effects.push(Effect::SetTimer(timer));
         core.send_vote_requests();
         core
+    }
+
+    /// Turns Pre-Vote (KIP-996) and the live-leader checks on or off (on by default); off
+    /// is the KIP-595-only variant the simulation and the model compare against.
+    pub fn with_pre_vote(mut self, on: bool) -> QuorumCore {
+        self.pre_vote = on;
+        self
     }
 
     pub fn id(&self) -> ReplicaId {
@@ -516,12 +548,40 @@ impl QuorumCore {
         self.effects.push(Effect::SetTimer(Timer::Fetch));
     }
 
-    /// Timeout: a voter that is not the leader starts an election in the next epoch, voting
-    /// for itself; with a quorum of one it is elected at once.
+    /// Timeout: a voter that is not the leader stands. With Pre-Vote (KIP-996) it becomes
+    /// `Prospective` and asks for pre-votes first ([`QuorumCore::start_pre_vote`]);
+    /// without, it starts an election in the next epoch at once
+    /// ([`QuorumCore::start_election`]). A quorum of one is elected at once either way.
     pub fn timeout(&mut self) {
         if self.role == Role::Leader || !self.is_voter(self.id) {
             return;
         }
+        if self.pre_vote {
+            self.start_pre_vote();
+        } else {
+            self.start_election();
+        }
+    }
+
+    /// KIP-996's prospective: asks every other voter whether it would grant a vote in the
+    /// next epoch, without moving to it, voting or persisting anything. The epoch, vote and
+    /// leader it had stay, so that a voter cut off from the quorum comes back in the epoch
+    /// it left and deposes no one; only a majority of pre-votes lets it stand.
+    fn start_pre_vote(&mut self) {
+        self.role = Role::Prospective;
+        self.votes = vec![self.id];
+        self.end_offsets.clear();
+        self.snapshot_to_fetch = None;
+        self.effects.push(Effect::SetTimer(Timer::Election));
+        self.send_vote_requests();
+        if self.votes.len() >= self.majority() {
+            self.start_election();
+        }
+    }
+
+    /// The election proper: the next epoch, as a candidate that voted for itself (durable
+    /// before any Vote leaves); with a quorum of one it is elected at once.
+    fn start_election(&mut self) {
         self.enter_epoch(self.epoch + 1);
         self.role = Role::Candidate;
         self.voted_for = Some(self.id);
@@ -532,17 +592,21 @@ impl QuorumCore {
         self.become_leader();
     }
 
-    /// Candidate: (re)sends its Vote request to every voter that has not granted its vote.
-    /// Kafka's candidate keeps polling the voters it has no answer from until its election
-    /// timeout, including after a restart that finds it standing in its epoch; a candidate
-    /// that sent nothing after a restart could only wait for the next epoch. The request
-    /// carries the log as it is now, which cannot change while the voter is a candidate.
+    /// Candidate (or prospective): (re)sends its Vote (or pre-vote) request to every voter
+    /// that has not granted it. Kafka's candidate keeps polling the voters it has no answer
+    /// from until its election timeout, including after a restart that finds it standing in
+    /// its epoch; a candidate that sent nothing after a restart could only wait for the next
+    /// epoch. The request carries the log as it is now, which cannot change while the voter
+    /// stands (it fetches nothing then).
     pub fn send_vote_requests(&mut self) {
-        if self.role != Role::Candidate {
-            return;
-        }
+        let (pre_vote, candidate_epoch) = match self.role {
+            Role::Candidate => (false, self.epoch),
+            Role::Prospective => (true, self.epoch + 1),
+            _ => return,
+        };
         let request = VoteRequest {
-            candidate_epoch: self.epoch,
+            pre_vote,
+            candidate_epoch,
             candidate_id: self.id,
             last_epoch: self.log.last_epoch(),
             end_offset: self.log.end_offset(),
@@ -560,16 +624,62 @@ impl QuorumCore {
         (last_epoch, end_offset) >= (self.log.last_epoch(), self.log.end_offset())
     }
 
-    /// HandleVote: a voter seeing a higher epoch moves to it (a leader steps down). It
-    /// grants its vote iff it has not voted for another voter in that epoch, knows no leader
-    /// of it, and the candidate's log is at least as up to date as its own. The grant is
-    /// persisted (an effect queued before the caller answers).
-    pub fn handle_vote(&mut self, req: VoteRequest) -> VoteResponse {
-        if !self.is_voter(req.candidate_id) {
-            return self.vote_response(codes::INCONSISTENT_VOTER_SET, false);
+    /// KIP-996 / Raft §9.6: whether this voter hears from a leader of its epoch: it is the
+    /// leader (check-quorum resigns a leader that stops hearing from a majority), or it
+    /// follows one whose fetch timer has not fired (when it fires the follower becomes
+    /// prospective). Such a voter refuses Votes and pre-votes and does not move to a later
+    /// epoch on a Vote, BeginQuorumEpoch or EndQuorumEpoch, so a stray or forged request
+    /// deposes no one. Without Pre-Vote, nobody is protected.
+    pub fn has_live_leader(&self) -> bool {
+        self.pre_vote && matches!(self.role, Role::Leader | Role::Follower)
+    }
+
+    /// The checks every quorum request from `sender` passes first, in Kafka's order: a
+    /// stale epoch is fenced, a negative id is malformed, and the sender and the receiver
+    /// must both be voters. (A Vote from the receiver's own id, or a leader naming the
+    /// receiver, is refused by the request's own checks.)
+    fn validate_voter_request(&self, sender: ReplicaId, epoch: i32) -> Result<(), i16> {
+        if epoch < self.epoch {
+            return Err(codes::FENCED_LEADER_EPOCH);
         }
-        if req.candidate_epoch < self.epoch {
-            return self.vote_response(codes::FENCED_LEADER_EPOCH, false);
+        if sender < 0 {
+            return Err(codes::INVALID_REQUEST);
+        }
+        if !self.is_voter(sender) || !self.is_voter(self.id) {
+            return Err(codes::INCONSISTENT_VOTER_SET);
+        }
+        Ok(())
+    }
+
+    /// HandleVote. A malformed request (negative offsets, a last log epoch not below the
+    /// candidate epoch, a Vote from this voter's own id) is INVALID_REQUEST; a stale epoch
+    /// FENCED_LEADER_EPOCH; a non-voter INCONSISTENT_VOTER_SET. A voter that hears from a
+    /// live leader grants nothing and stays in its epoch ([`QuorumCore::has_live_leader`]).
+    ///
+    /// A pre-vote changes nothing: it is granted iff the candidate's log is at least as up
+    /// to date (a voter may grant pre-votes to several prospectives). A Vote for a higher
+    /// epoch moves the voter to it (a leader without Pre-Vote steps down); it is granted iff
+    /// the voter has not voted for another voter in that epoch, knows no leader of it, and
+    /// the candidate's log is at least as up to date. The grant is persisted (an effect
+    /// queued before the caller answers).
+    pub fn handle_vote(&mut self, req: VoteRequest) -> VoteResponse {
+        let refuse = |core: &Self, code| core.vote_response(req.pre_vote, code, false);
+        if req.end_offset < 0
+            || req.last_epoch < 0
+            || req.last_epoch >= req.candidate_epoch
+            || req.candidate_id == self.id
+        {
+            return refuse(self, codes::INVALID_REQUEST);
+        }
+        if let Err(code) = self.validate_voter_request(req.candidate_id, req.candidate_epoch) {
+            return refuse(self, code);
+        }
+        if self.has_live_leader() {
+            return refuse(self, 0);
+        }
+        let up_to_date = self.log_up_to_date(req.last_epoch, req.end_offset);
+        if req.pre_vote {
+            return self.vote_response(true, 0, up_to_date);
         }
         if req.candidate_epoch > self.epoch {
             self.enter_epoch(req.candidate_epoch);
@@ -579,20 +689,27 @@ impl QuorumCore {
         let may_vote = match self.role {
             Role::Unattached => true,
             Role::Voted => self.voted_for == Some(req.candidate_id),
+            // A prospective has its old epoch's vote and leader: it grants what it would
+            // have granted before it timed out.
+            Role::Prospective => {
+                self.leader.is_none() && self.voted_for.is_none_or(|v| v == req.candidate_id)
+            }
             _ => false,
         };
-        let granted = may_vote && self.log_up_to_date(req.last_epoch, req.end_offset);
-        if granted && self.role == Role::Unattached {
+        let granted = may_vote && up_to_date;
+        if granted && self.voted_for.is_none() {
             self.role = Role::Voted;
             self.voted_for = Some(req.candidate_id);
+            self.votes.clear();
             self.persist();
             self.effects.push(Effect::SetTimer(Timer::Election));
         }
-        self.vote_response(0, granted)
+        self.vote_response(false, 0, granted)
     }
 
-    fn vote_response(&self, error_code: i16, vote_granted: bool) -> VoteResponse {
+    fn vote_response(&self, pre_vote: bool, error_code: i16, vote_granted: bool) -> VoteResponse {
         VoteResponse {
+            pre_vote,
             error_code,
             epoch: self.epoch,
             leader: self.leader,
@@ -600,16 +717,52 @@ impl QuorumCore {
         }
     }
 
-    /// A candidate counts a vote, and becomes leader on a majority.
+    /// A candidate counts a vote and becomes leader on a majority; a prospective counts a
+    /// pre-vote and stands on a majority. A pre-vote answer never counts as a vote (nor the
+    /// reverse). A pre-vote granted by a voter still in an earlier epoch counts (granting
+    /// changed nothing there, and that voter would otherwise never catch up through
+    /// pre-votes). A prospective refused by the leader of its epoch itself follows it
+    /// again: the leader it lost contact with is alive.
     pub fn handle_vote_response(&mut self, from: ReplicaId, resp: VoteResponse) {
         if resp.epoch > self.epoch {
             self.observe_epoch(resp.epoch, resp.leader);
             return;
         }
+        if !self.is_voter(from) {
+            return;
+        }
+        if resp.pre_vote {
+            if self.role != Role::Prospective {
+                return;
+            }
+            if !resp.vote_granted {
+                // Only the leader's own answer shows that it is alive: a follower naming it
+                // may itself be about to time out, and following on its word would keep
+                // two followers of a dead leader bouncing back to it forever.
+                match resp.leader {
+                    Some(l)
+                        if l == from
+                            && resp.epoch == self.epoch
+                            && l != self.id
+                            && self.leader.is_none_or(|k| k == l) =>
+                    {
+                        self.become_follower(l)
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            if !self.votes.contains(&from) {
+                self.votes.push(from);
+                if self.votes.len() >= self.majority() {
+                    self.start_election();
+                }
+            }
+            return;
+        }
         if self.role != Role::Candidate
             || resp.epoch != self.epoch
             || !resp.vote_granted
-            || !self.is_voter(from)
             || self.votes.contains(&from)
         {
             return;
@@ -660,22 +813,43 @@ impl QuorumCore {
         }
     }
 
-    /// BeginQuorumEpoch: a voter in the leader's epoch or an earlier one follows the leader.
-    pub fn handle_begin_quorum_epoch(&mut self, req: EpochRequest) -> EpochResponse {
-        if !self.is_voter(req.leader_id) {
-            return self.epoch_response(codes::INCONSISTENT_VOTER_SET);
+    /// Whether `leader` can be the leader of `epoch` as far as this voter knows: not when it
+    /// knows another leader of that epoch, nor when it names this voter without this voter
+    /// leading (or having led) that epoch. One leader per epoch is the protocol's first
+    /// invariant, so a request claiming otherwise is forged or corrupt.
+    fn can_lead(&self, leader: ReplicaId, epoch: i32) -> bool {
+        if epoch == self.epoch && self.leader.is_some() {
+            return self.leader == Some(leader);
         }
-        if req.leader_epoch < self.epoch {
-            return self.epoch_response(codes::FENCED_LEADER_EPOCH);
+        leader != self.id
+    }
+
+    /// BeginQuorumEpoch: a voter in the leader's epoch or an earlier one follows the leader.
+    /// Refused: a stale epoch (FENCED_LEADER_EPOCH), a non-voter (INCONSISTENT_VOTER_SET), a
+    /// leader that cannot hold the epoch (INVALID_REQUEST, [`QuorumCore::can_lead`]), and
+    /// with Pre-Vote a later epoch while this voter hears from a live leader
+    /// (UNKNOWN_LEADER_EPOCH): a leader of a later epoch needed a majority of pre-votes,
+    /// which voters hearing from a live leader refuse; when the quorum really moved on, the
+    /// old leader resigns by check-quorum and the new leader's repeated BeginQuorumEpoch is
+    /// then accepted.
+    pub fn handle_begin_quorum_epoch(&mut self, req: EpochRequest) -> EpochResponse {
+        if let Err(code) = self.validate_voter_request(req.leader_id, req.leader_epoch) {
+            return self.epoch_response(code);
+        }
+        if !self.can_lead(req.leader_id, req.leader_epoch) {
+            return self.epoch_response(codes::INVALID_REQUEST);
+        }
+        if req.leader_epoch == self.epoch && matches!(self.role, Role::Leader | Role::Resigned) {
+            // Its own epoch, named by someone else: it already knows.
+            return self.epoch_response(0);
         }
         if req.leader_epoch == self.epoch && self.role == Role::Follower {
             return self.epoch_response(0);
         }
-        if req.leader_epoch == self.epoch && self.role == Role::Leader {
-            // Two leaders of one epoch cannot be; refuse rather than follow.
-            return self.epoch_response(codes::INCONSISTENT_VOTER_SET);
-        }
         if req.leader_epoch > self.epoch {
+            if self.has_live_leader() {
+                return self.epoch_response(codes::UNKNOWN_LEADER_EPOCH);
+            }
             self.enter_epoch(req.leader_epoch);
         }
         self.become_follower(req.leader_id);
@@ -683,9 +857,23 @@ impl QuorumCore {
     }
 
     /// EndQuorumEpoch: the leader of this epoch resigned; stand for election after a short
-    /// backoff instead of waiting for the fetch timeout.
+    /// backoff instead of waiting for the fetch timeout. Refused as BeginQuorumEpoch is: a
+    /// stale epoch, a non-voter, a leader that cannot hold the epoch, a later epoch while
+    /// this voter hears from a live leader. A later epoch otherwise only teaches the epoch.
     pub fn handle_end_quorum_epoch(&mut self, req: EpochRequest) -> EpochResponse {
+        if let Err(code) = self.validate_voter_request(req.leader_id, req.leader_epoch) {
+            return self.epoch_response(code);
+        }
+        if !self.can_lead(req.leader_id, req.leader_epoch)
+            || (req.leader_epoch == self.epoch && self.role == Role::Leader)
+        {
+            // The leader of this epoch is this voter, and it has not resigned.
+            return self.epoch_response(codes::INVALID_REQUEST);
+        }
         if req.leader_epoch > self.epoch {
+            if self.has_live_leader() {
+                return self.epoch_response(codes::UNKNOWN_LEADER_EPOCH);
+            }
             self.observe_epoch(req.leader_epoch, None);
         }
         if req.leader_epoch == self.epoch

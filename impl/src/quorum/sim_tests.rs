@@ -23,6 +23,11 @@ use super::*;
 /// LeaderChange record).
 type Entry = (i32, u64);
 
+/// `controller.quorum.election.timeout.ms` and `controller.quorum.fetch.timeout.ms` at
+/// Kafka's defaults, for the timed runs.
+const ELECTION_MS: u64 = 1_000;
+const FETCH_MS: u64 = 2_000;
+
 enum Msg {
     Request(ReplicaId, ReplicaId, Request),
     Vote(ReplicaId, ReplicaId, VoteResponse),
@@ -54,6 +59,8 @@ struct Node {
     installing: Option<(SnapshotId, Vec<Entry>)>,
     /// Snapshots installed (for the test that wants to see one).
     installs: usize,
+    /// When the armed timer fires ([`Sim::run_for`] only; random schedules time out at will).
+    deadline: Option<u64>,
 }
 
 struct Sim {
@@ -64,10 +71,18 @@ struct Sim {
     leader_of_epoch: BTreeMap<i32, ReplicaId>,
     /// Per offset: the committed entry and the epoch of the leader that first committed it.
     committed: Vec<(Entry, i32)>,
+    /// Whether the voters run Pre-Vote (KIP-996).
+    pre_vote: bool,
+    /// Simulated time in ms ([`Sim::run_for`]).
+    now: u64,
 }
 
 impl Sim {
     fn new(n: i32) -> Sim {
+        Sim::with_pre_vote(n, true)
+    }
+
+    fn with_pre_vote(n: i32, pre_vote: bool) -> Sim {
         let voters: Vec<ReplicaId> = (1..=n).collect();
         let mut sim = Sim {
             voters: voters.clone(),
@@ -76,6 +91,8 @@ impl Sim {
             next_record: 1,
             leader_of_epoch: BTreeMap::new(),
             committed: Vec::new(),
+            pre_vote,
+            now: 0,
         };
         for &id in &voters {
             let core = QuorumCore::restart(
@@ -83,7 +100,8 @@ impl Sim {
                 voters.clone(),
                 QuorumState::default(),
                 LogSummary::default(),
-            );
+            )
+            .with_pre_vote(pre_vote);
             sim.nodes.insert(
                 id,
                 Node {
@@ -96,6 +114,7 @@ impl Sim {
                     snapshot: None,
                     installing: None,
                     installs: 0,
+                    deadline: None,
                 },
             );
             sim.run_effects(id);
@@ -155,7 +174,18 @@ impl Sim {
                     }
                     Effect::Send(to, r) => self.net.push(Msg::Request(id, to, r)),
                     Effect::HighWatermark(hw) => self.check_commit(id, hw as usize),
-                    Effect::SetTimer(_) => {}
+                    Effect::SetTimer(t) => {
+                        // Kafka's defaults: election timeout 1 s, fetch timeout 2 s, each plus
+                        // up to 1 s of jitter (as the driver draws it); the jitter is a fixed
+                        // function of voter and time.
+                        let jitter = (id as u64 * 7919 + self.now * 31) % ELECTION_MS;
+                        node.deadline = match t {
+                            Timer::Off => None,
+                            Timer::Election => Some(self.now + ELECTION_MS + jitter),
+                            Timer::Fetch => Some(self.now + FETCH_MS + jitter),
+                            Timer::Backoff => Some(self.now + jitter / 2),
+                        };
+                    }
                 }
             }
         }
@@ -321,7 +351,8 @@ impl Sim {
                         node.state,
                         Self::summary(&node.log, node.flushed)
                             .with_snapshot(node.start as i64, snapshot),
-                    );
+                    )
+                    .with_pre_vote(self.pre_vote);
                     self.run_effects(id);
                 }
             }
@@ -378,6 +409,90 @@ impl Sim {
             eprintln!("   committed={:?}", self.committed);
         }
         self.check();
+    }
+
+    /// Voter 1 times out and every message is delivered: it leads.
+    fn elect_first(&mut self) {
+        self.step(4, 0, 0);
+        while !self.net.is_empty() {
+            self.step(0, 0, 0);
+        }
+    }
+
+    /// The voters a message travels between (`None`: unknown, the answer's sender).
+    fn endpoints(msg: &Msg) -> (Option<ReplicaId>, ReplicaId) {
+        match msg {
+            Msg::Request(from, to, _)
+            | Msg::Vote(from, to, _)
+            | Msg::Fetch(from, to, _)
+            | Msg::FetchSnapshot(from, to, _) => (Some(*from), *to),
+            Msg::Epoch(to, _) | Msg::FetchResponse(to, _) | Msg::SnapshotResponse(to, ..) => {
+                (None, *to)
+            }
+        }
+    }
+
+    /// Runs `ms` of simulated time in 10 ms ticks, as the driver would: timers fire at their
+    /// deadlines, followers fetch every 50 ms, the leader flushes at once, re-sends
+    /// BeginQuorumEpoch every 200 ms and checks its quorum every 1.5 fetch timeouts, and
+    /// every message is delivered within its tick, except those to or from a voter in
+    /// `cut` (a network partition), which are lost. `inject` may add requests each tick.
+    fn run_for(&mut self, ms: u64, cut: &[ReplicaId], mut inject: impl FnMut(&mut Sim)) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += 10;
+            for id in self.voters.clone() {
+                let node = self.nodes.get_mut(&id).unwrap();
+                if !node.alive {
+                    continue;
+                }
+                if node.deadline.is_some_and(|d| d <= self.now) {
+                    node.deadline = None;
+                    node.core.timeout();
+                }
+                if node.core.is_leader() {
+                    node.flushed = node.log.len();
+                    let end = node.log.len() as i64;
+                    node.core.flushed(end);
+                    if self.now.is_multiple_of(200) {
+                        node.core.send_begin_quorum_epoch();
+                    }
+                    if self.now.is_multiple_of(FETCH_MS * 3 / 2) {
+                        node.core.check_quorum();
+                    }
+                }
+                self.run_effects(id);
+                if self.now.is_multiple_of(50) {
+                    if let Some((to, req)) = self.nodes[&id].core.fetch_request() {
+                        self.net.push(Msg::Fetch(id, to, req));
+                    }
+                }
+            }
+            inject(self);
+            while !self.net.is_empty() {
+                let msg = self.net.remove(0);
+                let (from, to) = Self::endpoints(&msg);
+                if cut.contains(&to) || from.is_some_and(|f| cut.contains(&f)) {
+                    continue;
+                }
+                self.deliver(msg);
+            }
+            self.check();
+        }
+    }
+
+    /// The leader that every live voter agrees on, with its epoch.
+    fn agreed_leader(&self) -> Option<(ReplicaId, i32)> {
+        let leader = self
+            .nodes
+            .iter()
+            .find(|(_, n)| n.alive && n.core.is_leader())?;
+        let (id, epoch) = (*leader.0, leader.1.core.epoch());
+        self.nodes
+            .values()
+            .filter(|n| n.alive)
+            .all(|n| n.core.epoch() == epoch && n.core.leader() == Some(id))
+            .then_some((id, epoch))
     }
 
     fn deliver(&mut self, msg: Msg) {
@@ -509,9 +624,10 @@ proptest! {
     #[test]
     fn random_schedules_keep_the_quorum_safe(
         voters in 1i32..=5,
+        pre_vote in any::<bool>(),
         steps in prop::collection::vec((any::<u8>(), any::<u8>() , any::<u8>()), 1..400),
     ) {
-        let mut sim = Sim::new(voters);
+        let mut sim = Sim::with_pre_vote(voters, pre_vote);
         for (kind, x, y) in steps {
             sim.step(Sim::weighted(kind), x as usize, y as usize);
         }
@@ -526,14 +642,12 @@ proptest! {
     #[test]
     fn random_schedules_with_snapshots_keep_the_quorum_safe(
         voters in 2i32..=5,
+        pre_vote in any::<bool>(),
         steps in prop::collection::vec((any::<u8>(), any::<u8>() , any::<u8>()), 1..1000),
     ) {
-        let mut sim = Sim::new(voters);
+        let mut sim = Sim::with_pre_vote(voters, pre_vote);
         // Start with a leader, so that runs get to commit and snapshot.
-        sim.step(4, 0, 0);
-        while !sim.net.is_empty() {
-            sim.step(0, 0, 0);
-        }
+        sim.elect_first();
         for (kind, x, y) in steps {
             sim.step(Sim::weighted_with_snapshots(kind), x as usize, y as usize);
         }
@@ -567,7 +681,11 @@ fn failover_keeps_committed_records() {
     assert_eq!(sim.nodes[&1].core.high_watermark(), 2);
     assert_eq!(sim.committed.len(), 2);
     sim.step(8, 0, 0); // crash voter 1
-    sim.step(4, 1, 0); // voter 2 stands
+                       // Voter 3's fetch timer fires (its pre-votes are lost): it no longer hears from a
+                       // leader, so it grants pre-votes; then voter 2 stands.
+    sim.step(4, 2, 0);
+    sim.net.clear();
+    sim.step(4, 1, 0);
     while !sim.net.is_empty() {
         sim.step(0, 0, 0);
     }
@@ -634,4 +752,145 @@ fn a_follower_behind_the_log_start_catches_up_through_the_snapshot() {
         sim.step(0, 0, 0);
     }
     assert_eq!(sim.nodes[&3].log, sim.nodes[&1].log);
+}
+
+/// The partition: one follower cut off from the quorum for a minute of simulated
+/// time, then reconnected. Returns the agreed leader and epoch before the cut and after
+/// healing, and the cut voter's highest epoch while it was away.
+fn isolate_a_follower_for_a_minute(
+    pre_vote: bool,
+) -> ((ReplicaId, i32), Option<(ReplicaId, i32)>, i32) {
+    let mut sim = Sim::with_pre_vote(3, pre_vote);
+    sim.run_for(5_000, &[], |_| {});
+    let before = sim.agreed_leader().expect("a leader within 5 s");
+    let cut = *sim
+        .voters
+        .iter()
+        .find(|&&v| v != before.0)
+        .expect("a follower");
+    let mut highest = 0;
+    for _ in 0..60 {
+        sim.run_for(1_000, &[cut], |_| {});
+        highest = highest.max(sim.nodes[&cut].core.epoch());
+        // The rest of the quorum keeps its leader throughout.
+        assert!(sim.nodes[&before.0].core.is_leader());
+    }
+    sim.run_for(10_000, &[], |_| {});
+    (before, sim.agreed_leader(), highest)
+}
+
+#[test]
+fn with_pre_vote_a_voter_cut_off_for_a_minute_deposes_no_one() {
+    let (before, after, highest) = isolate_a_follower_for_a_minute(true);
+    assert_eq!(highest, before.1, "the cut-off voter stayed in its epoch");
+    assert_eq!(
+        after,
+        Some(before),
+        "same leader, same epoch, the voter follows it again"
+    );
+}
+
+#[test]
+fn without_pre_vote_a_voter_cut_off_for_a_minute_deposes_the_leader() {
+    let (before, after, highest) = isolate_a_follower_for_a_minute(false);
+    assert!(
+        highest > before.1 + 10,
+        "the cut-off voter raised its epoch: {highest}"
+    );
+    let (_, epoch) = after.expect("a leader again after healing");
+    assert!(
+        epoch > highest - 1 && epoch > before.1,
+        "the leader of {before:?} was deposed"
+    );
+}
+
+/// A flood of forged Votes from a live voter's id (voter 3), 100 a second with a rising
+/// epoch, for a minute. Returns how many leader changes the quorum saw and how many records
+/// the leader committed during it.
+fn flood_of_forged_votes(pre_vote: bool) -> (usize, i64) {
+    let mut sim = Sim::with_pre_vote(3, pre_vote);
+    sim.run_for(5_000, &[], |_| {});
+    let (leader, epoch) = sim.agreed_leader().expect("a leader within 5 s");
+    let mut forged_epoch = epoch;
+    let mut leaders = vec![(leader, epoch)];
+    let hw_before = sim.nodes[&leader].core.high_watermark();
+    for _ in 0..60 {
+        sim.run_for(1_000, &[], |sim| {
+            forged_epoch += 1;
+            let vote = VoteRequest {
+                pre_vote: false,
+                candidate_epoch: forged_epoch,
+                candidate_id: 3,
+                last_epoch: 0,
+                end_offset: 0,
+            };
+            for to in [1, 2] {
+                sim.net.push(Msg::Request(3, to, Request::Vote(vote)));
+            }
+        });
+        // The active controller writes a record a second.
+        if let Some((l, e)) = sim.agreed_leader() {
+            if leaders.last() != Some(&(l, e)) {
+                leaders.push((l, e));
+            }
+            sim.step(6, (l - 1) as usize, 0);
+        }
+    }
+    let hw = sim
+        .agreed_leader()
+        .map_or(0, |(l, _)| sim.nodes[&l].core.high_watermark());
+    (leaders.len() - 1, hw - hw_before)
+}
+
+#[test]
+fn with_pre_vote_a_flood_of_forged_votes_keeps_the_leader() {
+    let (changes, committed) = flood_of_forged_votes(true);
+    assert_eq!(changes, 0);
+    assert!(committed >= 55, "records kept committing: {committed}");
+}
+
+#[test]
+fn without_pre_vote_a_flood_of_forged_votes_stalls_the_quorum() {
+    let (changes, committed) = flood_of_forged_votes(false);
+    assert!(
+        changes > 0 || committed < 10,
+        "{changes} changes, {committed} committed"
+    );
+}
+
+/// Liveness at Kafka's default timeouts: the leader dies (for good) and the two others elect
+/// a new one. With Pre-Vote the first follower to time out is refused by the other, which
+/// still waits for its own fetch timer; it must not take that refusal as proof that the dead
+/// leader lives. Returns the time to the new leader.
+fn a_dead_leader_is_replaced(pre_vote: bool) -> u64 {
+    let mut sim = Sim::with_pre_vote(3, pre_vote);
+    sim.run_for(5_000, &[], |_| {});
+    let (leader, epoch) = sim.agreed_leader().expect("a leader within 5 s");
+    sim.nodes.get_mut(&leader).unwrap().alive = false;
+    let died = sim.now;
+    while sim.now - died < 20_000 {
+        sim.run_for(10, &[], |_| {});
+        let new = sim
+            .nodes
+            .iter()
+            .find(|(_, n)| n.alive && n.core.is_leader())
+            .map(|(id, n)| (*id, n.core.epoch()));
+        if let Some((id, e)) = new {
+            assert!(id != leader && e > epoch);
+            return sim.now - died;
+        }
+    }
+    panic!("no new leader 20 s after leader {leader} died");
+}
+
+#[test]
+fn a_dead_leader_is_replaced_within_a_few_timeouts() {
+    for pre_vote in [true, false] {
+        let took = a_dead_leader_is_replaced(pre_vote);
+        // The fetch timeout (2-3 s) and a pre-vote round or two (election timeout 1-2 s).
+        assert!(
+            took <= FETCH_MS + 4 * ELECTION_MS,
+            "pre_vote {pre_vote}: {took} ms"
+        );
+    }
 }

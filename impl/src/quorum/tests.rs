@@ -2,7 +2,22 @@
 
 use super::*;
 
+/// A voter of {1, 2, 3} with KIP-595's transitions alone (a timeout starts an election):
+/// the tests of those transitions use it. The Pre-Vote tests use [`pv_voter`].
 fn voter(id: ReplicaId) -> QuorumCore {
+    let mut c = QuorumCore::restart(
+        id,
+        vec![1, 2, 3],
+        QuorumState::default(),
+        LogSummary::default(),
+    )
+    .with_pre_vote(false);
+    c.take_effects();
+    c
+}
+
+/// A voter of {1, 2, 3} with Pre-Vote (KIP-996), the default.
+fn pv_voter(id: ReplicaId) -> QuorumCore {
     let mut c = QuorumCore::restart(
         id,
         vec![1, 2, 3],
@@ -98,6 +113,7 @@ fn a_voter_grants_one_vote_per_epoch() {
     a.timeout();
     b.timeout();
     let req_a = VoteRequest {
+        pre_vote: false,
         candidate_epoch: 1,
         candidate_id: 1,
         last_epoch: 0,
@@ -140,6 +156,7 @@ fn a_vote_needs_a_log_at_least_as_up_to_date() {
     c.timeout();
     c.timeout();
     let r = b.handle_vote(VoteRequest {
+        pre_vote: false,
         candidate_epoch: 2,
         candidate_id: 3,
         last_epoch: 0,
@@ -159,6 +176,7 @@ fn become_leader_appends_a_leader_change_and_begins_the_epoch() {
     a.timeout();
     a.take_effects();
     let req = VoteRequest {
+        pre_vote: false,
         candidate_epoch: 1,
         candidate_id: 1,
         last_epoch: 0,
@@ -179,7 +197,8 @@ fn become_leader_appends_a_leader_change_and_begins_the_epoch() {
         })
     )));
     // A single-voter quorum elects itself on its first timeout.
-    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default());
+    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default())
+        .with_pre_vote(false);
     assert_eq!(solo.take_effects(), vec![Effect::SetTimer(Timer::Backoff)]);
     solo.timeout();
     assert!(solo.is_leader());
@@ -247,12 +266,15 @@ fn the_high_watermark_advances_by_majority() {
 fn the_high_watermark_waits_for_an_entry_of_the_current_epoch() {
     // Voter 1 leads epoch 3 with an old entry of epoch 1 that voter 2 also holds.
     let old = LogSummary::new(vec![(1, 0)], 1, 1);
-    let mut a = QuorumCore::restart(1, vec![1, 2, 3], QuorumState::default(), old.clone());
-    let mut b = QuorumCore::restart(2, vec![1, 2, 3], QuorumState::default(), old);
+    let mut a = QuorumCore::restart(1, vec![1, 2, 3], QuorumState::default(), old.clone())
+        .with_pre_vote(false);
+    let mut b =
+        QuorumCore::restart(2, vec![1, 2, 3], QuorumState::default(), old).with_pre_vote(false);
     a.timeout();
     a.timeout();
     a.timeout();
     let req = VoteRequest {
+        pre_vote: false,
         candidate_epoch: 3,
         candidate_id: 1,
         last_epoch: 1,
@@ -285,18 +307,21 @@ fn a_follower_truncates_on_a_diverging_epoch() {
             leader: None,
         },
         LogSummary::default(),
-    );
+    )
+    .with_pre_vote(false);
     let mut b = QuorumCore::restart(
         2,
         vec![1, 2, 3],
         QuorumState::default(),
         LogSummary::new(vec![(1, 0)], 2, 2),
-    );
+    )
+    .with_pre_vote(false);
     a.timeout();
     let mut c = voter(3);
     a.handle_vote_response(
         3,
         c.handle_vote(VoteRequest {
+            pre_vote: false,
             candidate_epoch: 2,
             candidate_id: 1,
             last_epoch: 0,
@@ -386,6 +411,7 @@ fn fetches_from_stale_or_unknown_epochs_and_observers() {
 fn a_higher_epoch_deposes_the_leader() {
     let (mut a, _, _) = elected();
     let r = a.handle_vote(VoteRequest {
+        pre_vote: false,
         candidate_epoch: 5,
         candidate_id: 3,
         last_epoch: 1,
@@ -419,7 +445,11 @@ fn restart_takes_the_role_from_the_quorum_state() {
         voted_for,
         leader,
     };
-    let role = |s| QuorumCore::restart(1, vec![1, 2, 3], s, LogSummary::default()).role();
+    let role = |s| {
+        QuorumCore::restart(1, vec![1, 2, 3], s, LogSummary::default())
+            .with_pre_vote(false)
+            .role()
+    };
     assert_eq!(role(state(Some(1), Some(1))), Role::Resigned);
     assert_eq!(role(state(None, Some(2))), Role::Follower);
     assert_eq!(role(state(Some(1), None)), Role::Candidate);
@@ -430,7 +460,8 @@ fn restart_takes_the_role_from_the_quorum_state() {
         vec![1, 2, 3],
         state(None, Some(2)),
         LogSummary::default(),
-    );
+    )
+    .with_pre_vote(false);
     assert_eq!(follower.fetch_request().unwrap().0, 2);
     assert_eq!(follower.high_watermark(), 0);
 }
@@ -481,7 +512,8 @@ fn a_late_fetch_answer_for_an_older_log_is_dropped() {
             leader: Some(1),
         },
         LogSummary::new(vec![(1, 0)], 2, 1),
-    );
+    )
+    .with_pre_vote(false);
     assert!(c.fetch_request().is_none());
     c.flushed(2);
     assert_eq!(c.fetch_request().unwrap().1.fetch_offset, 2);
@@ -504,7 +536,8 @@ fn check_quorum_resigns_a_leader_no_majority_fetches_from() {
     assert_eq!(a.role(), Role::Resigned);
     assert_eq!(sends(&a.take_effects()).len(), 2);
     // A quorum of one never resigns.
-    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default());
+    let mut solo = QuorumCore::restart(7, vec![7], QuorumState::default(), LogSummary::default())
+        .with_pre_vote(false);
     solo.timeout();
     solo.check_quorum();
     solo.check_quorum();
@@ -524,9 +557,11 @@ fn a_restarted_candidate_asks_for_votes_again_in_its_epoch() {
             leader: None,
         },
         log,
-    );
+    )
+    .with_pre_vote(false);
     assert_eq!(c.role(), Role::Candidate);
     let expected = VoteRequest {
+        pre_vote: false,
         candidate_epoch: 2,
         candidate_id: 1,
         last_epoch: 1,
@@ -666,11 +701,13 @@ fn a_divergence_below_the_log_start_is_answered_with_the_snapshot_id() {
             leader: None,
         },
         LogSummary::new(vec![(1, 0)], 3, 3),
-    );
+    )
+    .with_pre_vote(false);
     a.take_effects();
     a.handle_vote_response(
         2,
         VoteResponse {
+            pre_vote: false,
             error_code: 0,
             epoch: 2,
             leader: None,
@@ -881,8 +918,350 @@ fn votes_compare_the_snapshot_id_when_the_log_is_empty() {
         vec![1, 2, 3],
         c.quorum_state(),
         LogSummary::new(Vec::new(), 5, 5).with_snapshot(5, Some(sreq.snapshot)),
-    );
+    )
+    .with_pre_vote(false);
     assert!(!restarted.log_up_to_date(1, 4));
     assert!(restarted.log_up_to_date(1, 5));
     assert_eq!(restarted.high_watermark(), 5);
+}
+
+// -----------------------------------------------------------------------------------------
+// Pre-Vote (KIP-996) and the checks on quorum requests
+
+/// The first request of `kind` among the effects.
+fn first_vote(effects: &[Effect]) -> VoteRequest {
+    match sends(effects).first() {
+        Some((_, Request::Vote(r))) => *r,
+        other => panic!("no Vote request in {effects:?} ({other:?})"),
+    }
+}
+
+/// With Pre-Vote: voter 1 wins the pre-vote and the vote of voter 2, leads epoch 1, and
+/// voter 2 follows it. Returns (1, 2, 3).
+fn pv_elected() -> (QuorumCore, QuorumCore, QuorumCore) {
+    let (mut a, mut b, c) = (pv_voter(1), pv_voter(2), pv_voter(3));
+    a.timeout();
+    let pre = first_vote(&a.take_effects());
+    let resp = b.handle_vote(pre);
+    assert!(resp.vote_granted && resp.pre_vote);
+    a.handle_vote_response(2, resp);
+    let vote = first_vote(&a.take_effects());
+    a.handle_vote_response(2, b.handle_vote(vote));
+    assert_eq!((a.role(), a.epoch()), (Role::Leader, 1));
+    a.flushed(a.log().end_offset());
+    a.take_effects();
+    b.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 1,
+    });
+    assert_eq!(b.role(), Role::Follower);
+    b.take_effects();
+    (a, b, c)
+}
+
+#[test]
+fn timeout_with_pre_vote_asks_for_pre_votes_without_leaving_the_epoch() {
+    let mut a = pv_voter(1);
+    a.timeout();
+    assert_eq!(a.role(), Role::Prospective);
+    assert_eq!((a.epoch(), a.voted_for()), (0, None));
+    let effects = a.take_effects();
+    // Nothing durable changes: no quorum state is written.
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::PersistQuorumState(_))));
+    let expected = VoteRequest {
+        pre_vote: true,
+        candidate_epoch: 1,
+        candidate_id: 1,
+        last_epoch: 0,
+        end_offset: 0,
+    };
+    assert_eq!(
+        sends(&effects),
+        vec![(2, Request::Vote(expected)), (3, Request::Vote(expected))]
+    );
+}
+
+#[test]
+fn a_pre_vote_changes_nothing_at_the_voter_and_needs_an_up_to_date_log() {
+    let (mut a, mut b, mut c) = pv_elected();
+    a.append(1).unwrap();
+    a.flushed(a.log().end_offset());
+    fetch_round(&mut a, &mut b);
+    // Voter 2's fetch timer fires: it no longer hears from a leader and grants pre-votes,
+    // several of them, without voting or moving to their epoch.
+    b.timeout();
+    b.take_effects();
+    assert_eq!(b.role(), Role::Prospective);
+    let pre = |id, last_epoch, end_offset| VoteRequest {
+        pre_vote: true,
+        candidate_epoch: 2,
+        candidate_id: id,
+        last_epoch,
+        end_offset,
+    };
+    assert!(b.handle_vote(pre(1, 1, 2)).vote_granted);
+    // Voter 3 never saw epoch 1's log.
+    assert!(!b.handle_vote(pre(3, 0, 0)).vote_granted);
+    assert_eq!(
+        (b.epoch(), b.voted_for(), b.role()),
+        (1, Some(1), Role::Prospective)
+    );
+    assert!(b.take_effects().is_empty());
+    // Voter 3 grants to anyone up to date, and stays as it was.
+    assert!(c.handle_vote(pre(2, 1, 2)).vote_granted);
+    assert!(c.handle_vote(pre(1, 1, 2)).vote_granted);
+    assert_eq!((c.epoch(), c.voted_for()), (0, None));
+    assert!(c.take_effects().is_empty());
+}
+
+#[test]
+fn a_won_pre_vote_starts_the_election_and_a_pre_vote_never_counts_as_a_vote() {
+    let (mut a, mut b) = (pv_voter(1), pv_voter(2));
+    a.timeout();
+    let pre = first_vote(&a.take_effects());
+    let granted = b.handle_vote(pre);
+    // A vote is not a pre-vote.
+    let mut prospective = a.clone();
+    prospective.handle_vote_response(
+        2,
+        VoteResponse {
+            pre_vote: false,
+            ..granted
+        },
+    );
+    assert_eq!(prospective.role(), Role::Prospective);
+    // The majority of pre-votes: the election in epoch 1, the self-vote durable first.
+    a.handle_vote_response(2, granted);
+    assert_eq!(
+        (a.role(), a.epoch(), a.voted_for()),
+        (Role::Candidate, 1, Some(1))
+    );
+    let effects = a.take_effects();
+    assert!(matches!(effects[0], Effect::PersistQuorumState(_)));
+    assert!(!first_vote(&effects).pre_vote);
+    // A granted pre-vote of the candidate's epoch (voter 3 was already in epoch 1)
+    // arriving now is not a vote: it does not make the candidate leader.
+    a.handle_vote_response(
+        3,
+        VoteResponse {
+            epoch: 1,
+            ..granted
+        },
+    );
+    assert_eq!(a.role(), Role::Candidate);
+}
+
+#[test]
+fn a_voter_with_a_live_leader_refuses_votes_and_stays_in_its_epoch() {
+    let (mut a, mut b, _) = pv_elected();
+    for pre_vote in [false, true] {
+        let forged = VoteRequest {
+            pre_vote,
+            candidate_epoch: 101,
+            candidate_id: 3,
+            last_epoch: 1,
+            end_offset: 100,
+        };
+        for v in [&mut a, &mut b] {
+            let before = (v.role(), v.epoch(), v.leader());
+            let r = v.handle_vote(forged);
+            assert_eq!((r.error_code, r.vote_granted), (0, false));
+            assert_eq!((r.epoch, r.leader), (1, Some(1)));
+            assert_eq!((v.role(), v.epoch(), v.leader()), before);
+            assert!(v.take_effects().is_empty());
+        }
+    }
+    assert!(a.is_leader());
+    // Once its fetch timer fires, the follower grants again.
+    b.timeout();
+    b.take_effects();
+    let r = b.handle_vote(VoteRequest {
+        pre_vote: false,
+        candidate_epoch: 2,
+        candidate_id: 3,
+        last_epoch: 1,
+        end_offset: 1,
+    });
+    assert!(r.vote_granted);
+    assert_eq!(
+        (b.role(), b.epoch(), b.voted_for()),
+        (Role::Voted, 2, Some(3))
+    );
+}
+
+#[test]
+fn without_pre_vote_a_raised_epoch_deposes_a_live_leader() {
+    let (a, _, _) = pv_elected();
+    let mut a = a.with_pre_vote(false);
+    let r = a.handle_vote(VoteRequest {
+        pre_vote: false,
+        candidate_epoch: 101,
+        candidate_id: 3,
+        last_epoch: 1,
+        end_offset: 1,
+    });
+    assert!(r.vote_granted);
+    assert_eq!((a.role(), a.epoch()), (Role::Voted, 101));
+}
+
+#[test]
+fn a_prospective_refused_by_a_voter_naming_its_leader_follows_it_again() {
+    let (mut a, mut b, _) = pv_elected();
+    // Voter 2 was cut off for a while: its fetch timer fired, and again and again.
+    for _ in 0..5 {
+        b.timeout();
+    }
+    assert_eq!((b.role(), b.epoch()), (Role::Prospective, 1));
+    let pre = first_vote(&b.take_effects());
+    assert_eq!(pre.candidate_epoch, 2);
+    // Back on the network: the leader refuses and names itself.
+    let r = a.handle_vote(pre);
+    assert!(!r.vote_granted);
+    b.handle_vote_response(1, r);
+    assert_eq!(
+        (b.role(), b.epoch(), b.leader()),
+        (Role::Follower, 1, Some(1))
+    );
+    assert_eq!(b.fetch_request().map(|(l, _)| l), Some(1));
+    assert!(a.is_leader());
+}
+
+#[test]
+fn votes_are_checked_as_kafka_checks_them() {
+    let (mut a, _, _) = pv_elected();
+    let vote = VoteRequest {
+        pre_vote: false,
+        candidate_epoch: 2,
+        candidate_id: 3,
+        last_epoch: 1,
+        end_offset: 1,
+    };
+    let cases = [
+        (
+            VoteRequest {
+                candidate_id: 9,
+                ..vote
+            },
+            codes::INCONSISTENT_VOTER_SET,
+        ),
+        (
+            VoteRequest {
+                candidate_id: -1,
+                ..vote
+            },
+            codes::INVALID_REQUEST,
+        ),
+        (
+            VoteRequest {
+                candidate_id: 1,
+                ..vote
+            },
+            codes::INVALID_REQUEST,
+        ),
+        (
+            VoteRequest {
+                last_epoch: 2,
+                ..vote
+            },
+            codes::INVALID_REQUEST,
+        ),
+        (
+            VoteRequest {
+                end_offset: -1,
+                ..vote
+            },
+            codes::INVALID_REQUEST,
+        ),
+        (
+            VoteRequest {
+                candidate_epoch: 0,
+                last_epoch: -1,
+                ..vote
+            },
+            codes::INVALID_REQUEST,
+        ),
+    ];
+    for (req, code) in cases {
+        let r = a.handle_vote(req);
+        assert_eq!((r.error_code, r.vote_granted), (code, false), "{req:?}");
+        assert!(a.take_effects().is_empty());
+    }
+    // A stale epoch is fenced.
+    let mut c = pv_voter(3);
+    c.handle_begin_quorum_epoch(EpochRequest {
+        leader_id: 1,
+        leader_epoch: 4,
+    });
+    let r = c.handle_vote(VoteRequest {
+        pre_vote: true,
+        candidate_epoch: 3,
+        candidate_id: 2,
+        last_epoch: 0,
+        end_offset: 0,
+    });
+    assert_eq!(r.error_code, codes::FENCED_LEADER_EPOCH);
+    // A receiver that is not a voter itself refuses.
+    let mut observer = QuorumCore::restart(
+        9,
+        vec![1, 2, 3],
+        QuorumState::default(),
+        LogSummary::default(),
+    );
+    let r = observer.handle_vote(vote);
+    assert_eq!(r.error_code, codes::INCONSISTENT_VOTER_SET);
+    assert!(a.is_leader());
+}
+
+#[test]
+fn begin_and_end_quorum_epoch_only_from_a_voter_that_can_lead_the_epoch() {
+    let (mut a, mut b, _) = pv_elected();
+    let req = |leader_id, leader_epoch| EpochRequest {
+        leader_id,
+        leader_epoch,
+    };
+    let unchanged = |v: &mut QuorumCore| {
+        assert_eq!((v.epoch(), v.leader()), (1, Some(1)));
+        assert!(v.take_effects().is_empty());
+    };
+    // A follower: another leader of its epoch, itself named, a non-voter, a later epoch
+    // while its leader is live.
+    for (r, code) in [
+        (req(3, 1), codes::INVALID_REQUEST),
+        (req(2, 1), codes::INVALID_REQUEST),
+        (req(9, 1), codes::INCONSISTENT_VOTER_SET),
+        (req(3, 0), codes::FENCED_LEADER_EPOCH),
+        (req(3, 7), codes::UNKNOWN_LEADER_EPOCH),
+    ] {
+        assert_eq!(b.handle_begin_quorum_epoch(r).error_code, code, "{r:?}");
+        unchanged(&mut b);
+        assert_eq!(b.handle_end_quorum_epoch(r).error_code, code, "{r:?}");
+        unchanged(&mut b);
+        assert_eq!(b.role(), Role::Follower);
+    }
+    // The leader: a second leader of its epoch, a resignation it did not make, a later epoch.
+    for (r, code) in [
+        (req(3, 1), codes::INVALID_REQUEST),
+        (req(3, 7), codes::UNKNOWN_LEADER_EPOCH),
+    ] {
+        assert_eq!(a.handle_begin_quorum_epoch(r).error_code, code, "{r:?}");
+        unchanged(&mut a);
+        assert_eq!(a.handle_end_quorum_epoch(r).error_code, code, "{r:?}");
+        unchanged(&mut a);
+    }
+    assert_eq!(
+        a.handle_end_quorum_epoch(req(1, 1)).error_code,
+        codes::INVALID_REQUEST
+    );
+    unchanged(&mut a);
+    assert!(a.is_leader());
+    // Once the follower's fetch timer fired, a later epoch's leader is followed.
+    b.timeout();
+    b.take_effects();
+    assert_eq!(b.handle_begin_quorum_epoch(req(3, 2)).error_code, 0);
+    assert_eq!(
+        (b.role(), b.epoch(), b.leader()),
+        (Role::Follower, 2, Some(3))
+    );
 }

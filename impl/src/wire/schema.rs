@@ -304,7 +304,7 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("BrokerRegistrationRequest", BrokerRegistration, v(0, 3), flexible: ALL, BROKER_REGISTRATION),
     layout!("BrokerHeartbeatRequest", BrokerHeartbeat, v(0, 1), flexible: ALL, BROKER_HEARTBEAT),
     layout!("AllocateProducerIdsRequest", AllocateProducerIds, v(0, 0), flexible: ALL, ALLOCATE_PRODUCER_IDS),
-    layout!("VoteRequest", Vote, v(0, 0), flexible: ALL, VOTE),
+    layout!("VoteRequest", Vote, v(0, 2), flexible: ALL, VOTE),
     layout!("BeginQuorumEpochRequest", BeginQuorumEpoch, v(0, 0), flexible: NEVER, BEGIN_QUORUM_EPOCH),
     layout!("EndQuorumEpochRequest", EndQuorumEpoch, v(0, 0), flexible: NEVER, END_QUORUM_EPOCH),
     layout!("DescribeQuorumRequest", DescribeQuorum, v(0, 1), flexible: ALL, DESCRIBE_QUORUM),
@@ -729,6 +729,7 @@ const ALLOCATE_PRODUCER_IDS: &[Field] = &[f("broker_id", I32, ALL), f("broker_ep
 // The KRaft quorum (KIP-595), version 0 only.
 const VOTE: &[Field] = &[
     f("cluster_id", STR, ALL).null(ALL),
+    f("voter_id", I32, from(1)),
     f("topics", array(&Kind::Struct(VOTE_TOPIC)), ALL),
 ];
 const VOTE_TOPIC: &[Field] = &[
@@ -739,8 +740,11 @@ const VOTE_PARTITION: &[Field] = &[
     f("partition_index", I32, ALL),
     f("replica_epoch", I32, ALL),
     f("replica_id", I32, ALL),
+    f("replica_directory_id", UUID, from(1)),
+    f("voter_directory_id", UUID, from(1)),
     f("last_offset_epoch", I32, ALL),
     f("last_offset", I64, ALL),
+    f("pre_vote", BOOL, from(2)),
 ];
 const BEGIN_QUORUM_EPOCH: &[Field] = &[
     f("cluster_id", STR, ALL).null(ALL),

@@ -89,7 +89,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::BrokerHeartbeat, 0, 1),
     ServedApi::new(ApiKey::AllocateProducerIds, 0, 0),
     // The KRaft quorum (KIP-595), between controllers; DescribeQuorum for tools.
-    ServedApi::new(ApiKey::Vote, 0, 0),
+    ServedApi::new(ApiKey::Vote, 0, 2),
     ServedApi::new(ApiKey::BeginQuorumEpoch, 0, 0),
     ServedApi::new(ApiKey::EndQuorumEpoch, 0, 0),
     ServedApi::new(ApiKey::DescribeQuorum, 0, 1),

@@ -9,9 +9,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "PascalCase")]
 pub enum KraftAction {
-    /// A voter's election (or fetch) timeout fires: it becomes a candidate in the next epoch
-    /// and votes for itself.
+    /// A voter's election (or fetch) timeout fires: with Pre-Vote it becomes prospective in
+    /// its epoch; without, a candidate in the next epoch that votes for itself.
     Timeout { voter: VoterId },
+    /// KIP-996: a voter handles a prospective's pre-vote request and the prospective the
+    /// response; a majority of pre-votes starts the election.
+    HandlePreVote { candidate: VoterId, voter: VoterId },
     /// A voter handles a candidate's Vote request (epoch, last log epoch, log end offset) and
     /// the candidate the response.
     HandleVote { candidate: VoterId, voter: VoterId },
@@ -41,6 +44,9 @@ impl KraftAction {
             KraftAction::Timeout { voter } => format!("Timeout v{voter}"),
             KraftAction::HandleVote { candidate, voter } => {
                 format!("HandleVote v{voter} <- candidate v{candidate}")
+            }
+            KraftAction::HandlePreVote { candidate, voter } => {
+                format!("HandlePreVote v{voter} <- prospective v{candidate}")
             }
             KraftAction::BecomeLeader { candidate } => format!("BecomeLeader v{candidate}"),
             KraftAction::BeginQuorumEpoch { leader, voter } => {

@@ -16,14 +16,19 @@ pub enum KraftVariant {
     /// Voters grant their vote without comparing the candidate's last log epoch and end
     /// offset with their own (Raft's election restriction, KIP-595's Vote check, removed).
     VoteWithoutLogCheck,
+    /// KIP-595 alone, without Pre-Vote (KIP-996): a timeout starts an election in the next
+    /// epoch at once, and a voter that hears from a live leader still moves to a higher
+    /// epoch on a Vote, so a voter that was cut off deposes a healthy leader.
+    NoPreVote,
 }
 
 impl KraftVariant {
-    pub const ALL: [KraftVariant; 1] = [KraftVariant::VoteWithoutLogCheck];
+    pub const ALL: [KraftVariant; 2] = [KraftVariant::VoteWithoutLogCheck, KraftVariant::NoPreVote];
 
     pub fn name(self) -> &'static str {
         match self {
             KraftVariant::VoteWithoutLogCheck => "vote-without-log-check",
+            KraftVariant::NoPreVote => "no-pre-vote",
         }
     }
 
@@ -32,6 +37,9 @@ impl KraftVariant {
         match self {
             KraftVariant::VoteWithoutLogCheck => {
                 "voters grant a Vote without checking that the candidate's log is at least as up to date (KIP-595)"
+            }
+            KraftVariant::NoPreVote => {
+                "no Pre-Vote (KIP-996): a timeout starts an election at once and a live leader's voters move to a higher epoch on a Vote"
             }
         }
     }
@@ -96,6 +104,11 @@ impl KraftConfig {
     }
 
     /// The number of voters that make a majority.
+    /// Whether voters run Pre-Vote (KIP-996): all but the `no-pre-vote` variant.
+    pub fn pre_vote(&self) -> bool {
+        !self.is(KraftVariant::NoPreVote)
+    }
+
     pub fn majority(&self) -> usize {
         self.voters as usize / 2 + 1
     }

@@ -37,6 +37,7 @@ impl KraftModel {
                 two_leaders_in_epoch: false,
                 appended: 0,
                 crashes: 0,
+                stable_leader_disrupted: false,
             },
         }
     }
@@ -58,6 +59,10 @@ impl KraftModel {
                         candidate: a,
                         voter: b,
                     });
+                    out.push(KraftAction::HandlePreVote {
+                        candidate: a,
+                        voter: b,
+                    });
                     out.push(KraftAction::BeginQuorumEpoch {
                         leader: a,
                         voter: b,
@@ -76,6 +81,9 @@ impl KraftModel {
             KraftAction::HandleVote { candidate, voter } => {
                 self.handle_vote(&mut next, candidate, voter)
             }
+            KraftAction::HandlePreVote { candidate, voter } => {
+                self.handle_pre_vote(&mut next, candidate, voter)
+            }
             KraftAction::BecomeLeader { candidate } => self.become_leader(&mut next, candidate),
             KraftAction::BeginQuorumEpoch { leader, voter } => {
                 self.begin_quorum_epoch(&mut next, leader, voter)
@@ -89,7 +97,55 @@ impl KraftModel {
             KraftAction::Crash { voter } => self.crash(&mut next, voter),
             KraftAction::Restart { voter } => self.restart(&mut next, voter),
         };
-        (changed && next != *s).then_some(next)
+        if !changed || next == *s {
+            return None;
+        }
+        // Ghost: a Vote or BeginQuorumEpoch (another voter's doing, not the leader's or the
+        // follower's own timeout, crash or resignation) moved a member of a live majority.
+        if let KraftAction::HandleVote { voter, .. } | KraftAction::BeginQuorumEpoch { voter, .. } =
+            action
+        {
+            let member = |v: &Voter| (v.role, v.epoch, v.leader);
+            if self.stable_majority(s) & (1 << voter) != 0
+                && member(&s.voters[voter as usize]) != member(&next.voters[voter as usize])
+            {
+                next.ghost.stable_leader_disrupted = true;
+            }
+        }
+        Some(next)
+    }
+
+    /// The voters of a stable leader's live majority, as a bit set (0 when there is none):
+    /// a live leader and the live voters that follow it in its epoch, when together they are
+    /// a majority. Check-quorum keeps a leader in office only while it has one.
+    pub fn stable_majority(&self, s: &KraftState) -> u8 {
+        let vs = &s.voters[..self.n() as usize];
+        for (lid, l) in vs.iter().enumerate() {
+            if !l.is_leader() {
+                continue;
+            }
+            let mut members = 1u8 << lid;
+            for (fid, f) in vs.iter().enumerate() {
+                if f.alive
+                    && f.role == Role::Follower
+                    && f.leader as usize == lid
+                    && f.epoch == l.epoch
+                {
+                    members |= 1 << fid;
+                }
+            }
+            if members.count_ones() as usize >= self.config.majority() {
+                return members;
+            }
+        }
+        0
+    }
+
+    /// KIP-996 / Raft §9.6: a voter that hears from a live leader (the leader itself, or a
+    /// follower whose fetch timer has not fired; in the model a follower's timeout may fire
+    /// at any time) refuses Votes and pre-votes and does not move to a later epoch on one.
+    fn has_live_leader(&self, v: &Voter) -> bool {
+        self.config.pre_vote() && matches!(v.role, Role::Leader | Role::Follower)
     }
 
     /// Moves a voter to a new epoch, unattached: no vote, no leader, nothing in flight.
@@ -110,16 +166,76 @@ impl KraftModel {
         v.fetch_response = None;
     }
 
-    /// Timeout: a voter that is not the leader starts an election in the next epoch.
+    /// Timeout: a voter that is not the leader stands. With Pre-Vote it becomes prospective
+    /// in its epoch, keeping its vote and leader (a quorum of one stands at once); without,
+    /// it starts an election in the next epoch.
     fn timeout(&self, s: &mut KraftState, id: VoterId) -> bool {
         let v = &mut s.voters[id as usize];
         if !v.alive || v.role == Role::Leader || v.epoch >= self.config.max_epoch {
             return false;
         }
+        if self.config.pre_vote() && self.config.majority() > 1 {
+            Self::clear_volatile(v);
+            v.role = Role::Prospective;
+            v.votes = 1 << id;
+            return true;
+        }
+        Self::start_election(v, id);
+        true
+    }
+
+    /// The election proper: the next epoch, as a candidate that voted for itself.
+    fn start_election(v: &mut Voter, id: VoterId) {
         Self::enter_epoch(v, v.epoch + 1);
         v.role = Role::Candidate;
         v.voted_for = id;
         v.votes = 1 << id;
+    }
+
+    /// HandlePreVote (KIP-996): a voter answers a prospective's pre-vote for the epoch after
+    /// the prospective's, changing nothing at the voter. A voter in a later epoch teaches it
+    /// (the prospective moves there, following the leader it names). A voter that hears from
+    /// a live leader refuses; when that voter is the leader of the prospective's own epoch,
+    /// the prospective follows it again. Otherwise the pre-vote is granted iff the
+    /// prospective's log is at least as up to date; on a majority the prospective starts the
+    /// election.
+    fn handle_pre_vote(&self, s: &mut KraftState, cid: VoterId, vid: VoterId) -> bool {
+        let v = s.voters[vid as usize];
+        let c = &mut s.voters[cid as usize];
+        if !c.alive || c.role != Role::Prospective || c.votes & (1 << vid) != 0 || !v.alive {
+            return false;
+        }
+        if v.epoch > c.epoch {
+            Self::enter_epoch(c, v.epoch);
+            if v.leader != NO_VOTER && v.leader != cid {
+                c.role = Role::Follower;
+                c.leader = v.leader;
+            }
+            return true;
+        }
+        if self.has_live_leader(&v) {
+            // Only the leader's own refusal shows it alive (a follower naming it may be
+            // about to time out itself).
+            if v.epoch == c.epoch
+                && v.leader == vid
+                && (c.leader == NO_VOTER || c.leader == v.leader)
+            {
+                Self::clear_volatile(c);
+                c.role = Role::Follower;
+                c.leader = v.leader;
+                return true;
+            }
+            return false;
+        }
+        // The pre-vote keeps its log check in `vote-without-log-check`: that variant removes
+        // KIP-595's check on the Vote that elects, which is what safety rests on.
+        if !Self::log_up_to_date(&c.log, &v.log) {
+            return false;
+        }
+        c.votes |= 1 << vid;
+        if c.votes.count_ones() as usize >= self.config.majority() {
+            Self::start_election(c, cid);
+        }
         true
     }
 
@@ -129,16 +245,22 @@ impl KraftModel {
         (candidate.last_epoch(), candidate.end_offset()) >= (voter.last_epoch(), voter.end_offset())
     }
 
-    /// HandleVote: a voter seeing a higher epoch moves to it (a leader steps down). It grants
-    /// its vote iff it has not voted for another voter in that epoch, knows no leader of it,
-    /// and the candidate's log is at least as up to date as its own.
+    /// HandleVote: a voter that hears from a live leader (with Pre-Vote) refuses and stays
+    /// in its epoch. Otherwise a voter seeing a higher epoch moves to it (without Pre-Vote a
+    /// leader steps down). It grants its vote iff it has not voted for another voter in that
+    /// epoch, knows no leader of it, and the candidate's log is at least as up to date as its
+    /// own; a prospective grants what it would have granted before it timed out.
     fn handle_vote(&self, s: &mut KraftState, cid: VoterId, vid: VoterId) -> bool {
         let c = s.voters[cid as usize];
         if !c.alive || c.role != Role::Candidate || c.votes & (1 << vid) != 0 {
             return false;
         }
+        let pre_vote = self.config.pre_vote();
         let v = &mut s.voters[vid as usize];
         if !v.alive || v.epoch > c.epoch {
+            return false;
+        }
+        if pre_vote && matches!(v.role, Role::Leader | Role::Follower) {
             return false;
         }
         if v.epoch < c.epoch {
@@ -147,13 +269,19 @@ impl KraftModel {
         let may_vote = match v.role {
             Role::Unattached => true,
             Role::Voted => v.voted_for == cid,
+            Role::Prospective => {
+                v.leader == NO_VOTER && (v.voted_for == NO_VOTER || v.voted_for == cid)
+            }
             _ => false,
         };
         let log_ok = self.config.is(KraftVariant::VoteWithoutLogCheck)
             || Self::log_up_to_date(&c.log, &v.log);
         if may_vote && log_ok {
-            v.role = Role::Voted;
-            v.voted_for = cid;
+            if v.voted_for == NO_VOTER {
+                v.role = Role::Voted;
+                v.voted_for = cid;
+                v.votes = 0;
+            }
             s.voters[cid as usize].votes |= 1 << vid;
         }
         true
@@ -190,13 +318,29 @@ impl KraftModel {
     }
 
     /// BeginQuorumEpoch: a voter in the leader's epoch or an earlier one follows the leader.
+    /// With Pre-Vote a voter that hears from a live leader of an earlier epoch refuses (the
+    /// new leader re-sends it once that voter's fetch timer fired).
     fn begin_quorum_epoch(&self, s: &mut KraftState, lid: VoterId, vid: VoterId) -> bool {
         let l = s.voters[lid as usize];
+        let live = self.has_live_leader(&s.voters[vid as usize]);
         let v = &mut s.voters[vid as usize];
         if !l.is_leader() || !v.alive || v.epoch > l.epoch {
             return false;
         }
         if v.epoch == l.epoch && v.role == Role::Follower {
+            return false;
+        }
+        if v.epoch < l.epoch && live {
+            return false;
+        }
+        // A prospective of the leader's epoch that knows the leader returns to it through
+        // the leader's refusal of its pre-vote (`HandlePreVote`), to the same state: the
+        // leader re-sends BeginQuorumEpoch only to voters that have not fetched from it, so
+        // the core would not send one here.
+        if v.epoch == l.epoch && v.role == Role::Prospective && v.leader == lid {
+            return false;
+        }
+        if v.epoch == l.epoch && v.leader != NO_VOTER && v.leader != lid {
             return false;
         }
         if v.epoch < l.epoch {
@@ -421,10 +565,20 @@ impl stateright::Model for KraftModel {
 
 #[cfg(test)]
 mod tests {
+    use super::super::properties;
     use super::*;
     use KraftAction::*;
 
+    /// KIP-595's transitions alone: the tests of those steps use it.
     fn model() -> KraftModel {
+        KraftModel::new(KraftConfig {
+            variant: Some(KraftVariant::NoPreVote),
+            ..KraftConfig::default()
+        })
+    }
+
+    /// The default model, with Pre-Vote (KIP-996).
+    fn pv_model() -> KraftModel {
         KraftModel::new(KraftConfig::default())
     }
 
@@ -525,7 +679,7 @@ mod tests {
         });
         let t = flawed
             .step(
-                &s,
+                &t,
                 HandleVote {
                     candidate: 2,
                     voter: 1,
@@ -683,6 +837,7 @@ mod tests {
     fn a_crash_keeps_the_quorum_state_and_the_flushed_log() {
         let m = KraftModel::new(KraftConfig {
             flush: FlushPolicy::Never,
+            variant: Some(KraftVariant::NoPreVote),
             ..KraftConfig::default()
         });
         let mut steps = elected();
@@ -703,5 +858,128 @@ mod tests {
         // With every append flushed, the log survives.
         let s = run(&model(), &steps);
         assert_eq!(s.voters[0].log.end_offset(), 2);
+    }
+
+    /// With Pre-Vote: voter 0 wins voter 1's pre-vote, then its vote, and leads epoch 1;
+    /// voter 1 follows it.
+    fn pv_elected() -> Vec<KraftAction> {
+        vec![
+            Timeout { voter: 0 },
+            HandlePreVote {
+                candidate: 0,
+                voter: 1,
+            },
+            HandleVote {
+                candidate: 0,
+                voter: 1,
+            },
+            BecomeLeader { candidate: 0 },
+            BeginQuorumEpoch {
+                leader: 0,
+                voter: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_timeout_asks_for_pre_votes_and_a_majority_of_them_starts_the_election() {
+        let m = pv_model();
+        let s = run(&m, &[Timeout { voter: 0 }]);
+        let v = s.voters[0];
+        assert_eq!(
+            (v.role, v.epoch, v.voted_for, v.votes),
+            (Role::Prospective, 0, NO_VOTER, 1)
+        );
+        // Not a candidate: no Vote yet.
+        assert!(m
+            .step(
+                &s,
+                HandleVote {
+                    candidate: 0,
+                    voter: 1
+                }
+            )
+            .is_none());
+        let t = run(
+            &m,
+            &[
+                Timeout { voter: 0 },
+                HandlePreVote {
+                    candidate: 0,
+                    voter: 1,
+                },
+            ],
+        );
+        // The pre-vote changed nothing at voter 1; with 2 of 3 voter 0 stands in epoch 1.
+        assert_eq!(t.voters[1], s.voters[1]);
+        let v = t.voters[0];
+        assert_eq!((v.role, v.epoch, v.voted_for), (Role::Candidate, 1, 0));
+        let t = run(&m, &pv_elected());
+        assert!(t.voters[0].is_leader());
+    }
+
+    #[test]
+    fn a_live_leaders_voters_refuse_and_a_returning_voter_follows_the_leader_again() {
+        let m = pv_model();
+        let mut steps = pv_elected();
+        // Voter 1's fetch timer fires (it was cut off), and it asks the others.
+        steps.push(Timeout { voter: 1 });
+        let s = run(&m, &steps);
+        assert_eq!(
+            (s.voters[1].role, s.voters[1].epoch),
+            (Role::Prospective, 1)
+        );
+        // Back on the network, the leader answers its pre-vote: refused, naming the leader
+        // of voter 1's epoch, which voter 1 follows again.
+        let t = m
+            .step(
+                &s,
+                HandlePreVote {
+                    candidate: 1,
+                    voter: 0,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (t.voters[1].role, t.voters[1].epoch, t.voters[1].leader),
+            (Role::Follower, 1, 0)
+        );
+        assert!(properties::stable_leader_not_disrupted(&m, &t));
+        // A candidate's Vote to the leader or its follower changes nothing.
+        let mut c = s;
+        c.voters[2].role = Role::Candidate;
+        c.voters[2].epoch = 2;
+        c.voters[2].voted_for = 2;
+        c.voters[2].votes = 1 << 2;
+        assert!(m
+            .step(
+                &c,
+                HandleVote {
+                    candidate: 2,
+                    voter: 0
+                }
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn without_pre_vote_a_returning_voter_deposes_the_stable_leader() {
+        let m = model();
+        let mut steps = elected();
+        steps.extend([
+            BeginQuorumEpoch {
+                leader: 0,
+                voter: 2,
+            },
+            // Voter 2 is cut off: it times out into epoch 2, then comes back.
+            Timeout { voter: 2 },
+            HandleVote {
+                candidate: 2,
+                voter: 0,
+            },
+        ]);
+        let s = run(&m, &steps);
+        assert_eq!((s.voters[0].role, s.voters[0].epoch), (Role::Unattached, 2));
+        assert!(!properties::stable_leader_not_disrupted(&m, &s));
     }
 }

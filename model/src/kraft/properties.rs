@@ -71,6 +71,15 @@ pub fn high_watermark_below_log_end(m: &KraftModel, s: &KraftState) -> bool {
         .all(|v| v.high_watermark <= v.log.end_offset())
 }
 
+/// A stable leader (one with a live majority of followers in its epoch) is never disrupted
+/// by another voter's Vote or BeginQuorumEpoch: neither it nor a follower of that majority
+/// moves to another epoch or role because of one (ghost flag set by `KraftModel::step`). A
+/// voter cut off from the leader times out (timeouts fire at any time) and comes back; with
+/// Pre-Vote it cannot raise the epoch, without it (`no-pre-vote`) it deposes the leader.
+pub fn stable_leader_not_disrupted(_: &KraftModel, s: &KraftState) -> bool {
+    !s.ghost.stable_leader_disrupted
+}
+
 /// Witness: some voter leads.
 pub fn leader_elected(m: &KraftModel, s: &KraftState) -> bool {
     voters(m, s).iter().any(|v| v.is_leader())
@@ -103,6 +112,7 @@ pub fn all() -> Vec<Property<KraftModel>> {
         Property::always("LogMatching", log_matching),
         Property::always("CommittedRecordNeverLost", committed_record_never_lost),
         Property::always("HighWatermarkBelowLogEnd", high_watermark_below_log_end),
+        Property::always("StableLeaderNotDisrupted", stable_leader_not_disrupted),
         Property::sometimes("LeaderElected", leader_elected),
         Property::sometimes("LeaderFailover", leader_failover),
         Property::sometimes("RecordCommitted", record_committed),

@@ -103,6 +103,9 @@ pub enum Role {
     Unattached,
     /// Voted for another voter in its epoch, no leader known.
     Voted,
+    /// KIP-996: timed out and asks for pre-votes for the next epoch, without leaving its
+    /// own (its epoch, vote and leader stay; nothing durable changes).
+    Prospective,
     /// Started an election in its epoch and voted for itself.
     Candidate,
     Leader,
@@ -145,7 +148,8 @@ pub struct Voter {
     /// The log prefix that survives a crash.
     pub flushed: Offset,
     pub high_watermark: Offset,
-    /// Candidate only: the voters that granted it their vote, as a bit set.
+    /// Candidate (prospective): the voters that granted it their vote (pre-vote), as a bit
+    /// set.
     pub votes: u8,
     /// Leader only: each follower's end offset as its last valid Fetch told (0 until then).
     pub end_offsets: [Offset; MAX_VOTERS],
@@ -196,6 +200,9 @@ pub struct Ghost {
     /// Client records appended so far (the next one is `appended + 1`).
     pub appended: u8,
     pub crashes: u8,
+    /// A Vote or BeginQuorumEpoch changed the leader, or one of the followers that give it a
+    /// majority, while that majority was live: a stable leader was disrupted.
+    pub stable_leader_disrupted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub enum VoterRole {
     Unattached,
     Voted,
+    /// KIP-996: asking for pre-votes in its epoch.
+    Prospective,
     Candidate,
     Leader,
     Follower,
@@ -58,6 +60,7 @@ impl KraftStateView {
                     match v.role {
                         Role::Unattached => VoterRole::Unattached,
                         Role::Voted => VoterRole::Voted,
+                        Role::Prospective => VoterRole::Prospective,
                         Role::Candidate => VoterRole::Candidate,
                         Role::Leader => VoterRole::Leader,
                         Role::Follower => VoterRole::Follower,
@@ -204,6 +207,7 @@ fn voter_cell(v: &VoterView) -> String {
     let role = match v.role {
         VoterRole::Unattached => "U",
         VoterRole::Voted => "V",
+        VoterRole::Prospective => "P",
         VoterRole::Candidate => "C",
         VoterRole::Leader => "L",
         VoterRole::Follower => "F",
