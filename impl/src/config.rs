@@ -855,7 +855,9 @@ transaction.state.log.replication.factor=3
         assert_eq!(c.min_insync_replicas, 2);
         assert_eq!(c.default_replication_factor, 3);
         assert_eq!(c.message_max_bytes, 1_048_588, "Kafka's default");
-        let c = NodeConfig::from_properties(&format!("{SEED}message.max.bytes=2000000\n")).unwrap();
+        let c = NodeConfig::from_properties(&format!("{SEED}message.max.bytes=2000000\n"))
+            .unwrap()
+            .config;
         assert_eq!(c.message_max_bytes, 2_000_000);
     }
 
