@@ -53,26 +53,7 @@ const METADATA_TOPIC: &str = "__cluster_metadata";
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 pub fn run(args: MetadataQuorumArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("osprey metadata-quorum: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(execute(args)) {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    super::run_admin("metadata-quorum", execute(args))
 }
 
 /// The quorum as DescribeQuorum reports it, with the cluster id when a broker was asked.
@@ -206,15 +187,19 @@ fn ids(replicas: &[ReplicaState]) -> String {
     format!("[{}]", ids.join(","))
 }
 
+/// The leader's log end offset, as it reports itself among the voters.
+fn leader_log_end(p: &describe_quorum_response::PartitionData) -> i64 {
+    p.current_voters
+        .iter()
+        .find(|r| r.replica_id == p.leader_id)
+        .map_or(p.high_watermark, |r| r.log_end_offset)
+}
+
 /// `--status`, in kafka-metadata-quorum.sh's layout.
 fn render_status(quorum: &Quorum, now_ms: i64) -> String {
     let p = &quorum.partition;
     let leader = p.leader_id.0;
-    let leader_end = p
-        .current_voters
-        .iter()
-        .find(|r| r.replica_id.0 == leader)
-        .map_or(p.high_watermark, |r| r.log_end_offset);
+    let leader_end = leader_log_end(p);
     let followers = p.current_voters.iter().filter(|r| r.replica_id.0 != leader);
     let max_lag = followers
         .clone()
@@ -252,11 +237,7 @@ fn render_status(quorum: &Quorum, now_ms: i64) -> String {
 /// voters, then the observers.
 fn render_replication(p: &describe_quorum_response::PartitionData) -> String {
     let leader = p.leader_id.0;
-    let leader_end = p
-        .current_voters
-        .iter()
-        .find(|r| r.replica_id.0 == leader)
-        .map_or(p.high_watermark, |r| r.log_end_offset);
+    let leader_end = leader_log_end(p);
     let mut rows: Vec<(&ReplicaState, &str)> = Vec::new();
     rows.extend(
         p.current_voters

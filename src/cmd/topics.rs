@@ -68,26 +68,7 @@ pub enum TopicsCommand {
 }
 
 pub fn run(args: TopicsArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("osprey topics: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(execute(args)) {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    super::run_admin("topics", execute(args))
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
