@@ -426,3 +426,55 @@ fn every_compression_codec_round_trips_with_real_clients() {
     values.sort();
     assert_eq!(got, values, "every value of every codec reads back once");
 }
+
+/// `message.timestamp.type=LogAppendTime` (a topic config): the leader stamps each batch
+/// with the time it appends it, so a real consumer reads the broker's time, not the
+/// producer's; a topic left at `CreateTime` keeps the producer's.
+#[test]
+fn a_log_append_time_topic_gives_consumers_the_brokers_timestamps() {
+    let _guard = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.create_topic(
+        "stamped",
+        1,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    cluster.create_topic("as-produced", 1, 1, &[]);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let read = |topic: &str| -> Option<Vec<(i32, i64, String)>> {
+        let out = python(
+            "timestamps.py",
+            &[
+                "--bootstrap".into(),
+                cluster.bootstrap(),
+                "--topic".into(),
+                topic.into(),
+            ],
+            Duration::from_secs(90),
+        )?;
+        Some(serde_json::from_str(&out).expect("json"))
+    };
+    let before = now();
+    let Some(stamped) = read("stamped") else {
+        return;
+    };
+    let after = now();
+    assert_eq!(stamped.len(), 5, "{stamped:?}");
+    for (i, (kind, ts, value)) in stamped.iter().enumerate() {
+        assert_eq!(*kind, 2, "LogAppendTime: {stamped:?}");
+        assert!(
+            (before..=after).contains(ts),
+            "{ts} not in {before}..={after}"
+        );
+        assert_eq!(value, &format!("v{i}"));
+    }
+    let as_produced = read("as-produced").expect("python was there a moment ago");
+    let times: Vec<(i32, i64)> = as_produced.iter().map(|(k, t, _)| (*k, *t)).collect();
+    assert_eq!(times, (0..5).map(|i| (1, 1000 + i)).collect::<Vec<_>>());
+}

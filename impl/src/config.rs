@@ -120,6 +120,9 @@ pub struct NodeConfig {
     /// `message.max.bytes`: the largest record batch a leader accepts, the default of every
     /// topic's `max.message.bytes` (Kafka's default 1048588).
     pub message_max_bytes: u64,
+    /// `log.message.timestamp.type`: the default of every topic's `message.timestamp.type`
+    /// (`CreateTime`, Kafka's default, or `LogAppendTime`).
+    pub log_message_timestamp_type: crate::storage::TimestampType,
     pub log_flush_interval_messages: Option<u64>,
     pub log_flush_interval_ms: Option<u64>,
     pub auto_create_topics_enable: bool,
@@ -181,6 +184,7 @@ impl Default for NodeConfig {
             log_retention_bytes: -1,
             log_segment_bytes: 1 << 30,
             message_max_bytes: DEFAULT_MESSAGE_MAX_BYTES,
+            log_message_timestamp_type: crate::storage::TimestampType::CreateTime,
             log_flush_interval_messages: None,
             log_flush_interval_ms: None,
             auto_create_topics_enable: true,
@@ -390,6 +394,11 @@ impl NodeConfig {
                     return Err(invalid("must be at least 1024"));
                 }
                 self.log_segment_bytes = b;
+            }
+            "log.message.timestamp.type" => {
+                self.log_message_timestamp_type =
+                    crate::controller::topic_config::parse_timestamp_type(value)
+                        .ok_or_else(|| invalid("must be CreateTime or LogAppendTime"))?
             }
             "message.max.bytes" => {
                 let b: u64 = parse_positive(key, value)?;
@@ -928,6 +937,7 @@ transaction.state.log.replication.factor=3
             ("controller.quorum.voters=1@a", "controller.quorum.voters"),
             ("process.roles=zookeeper", "process.roles"),
             ("num.partitions=-3", "num.partitions"),
+            ("log.message.timestamp.type=Now", "log.message.timestamp.type"),
             ("message.max.bytes=0", "message.max.bytes"),
             ("message.max.bytes=3000000000", "message.max.bytes"),
         ] {

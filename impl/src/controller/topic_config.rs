@@ -13,9 +13,10 @@ pub const CLEANUP_POLICY: &str = "cleanup.policy";
 pub const SEGMENT_BYTES: &str = "segment.bytes";
 pub const SEGMENT_MS: &str = "segment.ms";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 
 /// Every topic config the controller accepts.
-pub const SUPPORTED: [&str; 8] = [
+pub const SUPPORTED: [&str; 9] = [
     MIN_INSYNC_REPLICAS,
     UNCLEAN_LEADER_ELECTION_ENABLE,
     RETENTION_MS,
@@ -24,7 +25,17 @@ pub const SUPPORTED: [&str; 8] = [
     SEGMENT_BYTES,
     SEGMENT_MS,
     MAX_MESSAGE_BYTES,
+    MESSAGE_TIMESTAMP_TYPE,
 ];
+
+/// `message.timestamp.type`'s value, as Kafka spells it (`CreateTime`, `LogAppendTime`).
+pub fn parse_timestamp_type(v: &str) -> Option<crate::storage::TimestampType> {
+    match v.trim() {
+        "CreateTime" => Some(crate::storage::TimestampType::CreateTime),
+        "LogAppendTime" => Some(crate::storage::TimestampType::LogAppendTime),
+        _ => None,
+    }
+}
 
 /// Kafka parses booleans case-insensitively.
 pub fn parse_bool(v: &str) -> Option<bool> {
@@ -65,6 +76,15 @@ pub fn validate(name: &str, value: &str) -> Result<(), ControllerError> {
         SEGMENT_BYTES => int_at_least(BATCH_HEADER_LEN as i64, i32::MAX.into()),
         SEGMENT_MS => int_at_least(1, i64::MAX),
         MAX_MESSAGE_BYTES => int_at_least(0, i32::MAX.into()),
+        MESSAGE_TIMESTAMP_TYPE => match parse_timestamp_type(v) {
+            Some(_) => Ok(()),
+            None => fail(
+                ResponseError::InvalidConfig,
+                format!(
+                    "Invalid value {value} for configuration {name}: String must be one of: CreateTime, LogAppendTime"
+                ),
+            ),
+        },
         CLEANUP_POLICY => {
             if v == "delete" {
                 Ok(())
@@ -119,5 +139,16 @@ mod tests {
             assert_eq!(e.error, ResponseError::InvalidConfig, "{k}={v}");
         }
         assert!(SUPPORTED.iter().all(|k| validate(k, "").is_err()));
+    }
+
+    #[test]
+    fn message_timestamp_type_takes_kafkas_two_values() {
+        assert!(validate(MESSAGE_TIMESTAMP_TYPE, "LogAppendTime").is_ok());
+        assert!(validate(MESSAGE_TIMESTAMP_TYPE, "CreateTime").is_ok());
+        let err = validate(MESSAGE_TIMESTAMP_TYPE, "logappendtime").unwrap_err();
+        assert!(
+            format!("{err:?}").contains("CreateTime, LogAppendTime"),
+            "{err:?}"
+        );
     }
 }

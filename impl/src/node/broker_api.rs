@@ -38,7 +38,7 @@ use super::partitions::{ProduceWait, ReplicaManager, TopicPartition};
 use super::view::{ClusterView, PartitionView};
 use super::{now_ms, NodeShared};
 use crate::replication::{error_codes as ec, Acks, FetchRequestPartition, UNKNOWN_BROKER_EPOCH};
-use crate::storage::BatchHeader;
+use crate::storage::{BatchHeader, TimestampType};
 use crate::wire::versions::api_versions_response;
 use crate::wire::RequestHandler;
 
@@ -302,6 +302,13 @@ impl BrokerApi {
                     pr.base_offset = c.base_offset;
                 }
                 None => pr.error_code = ec::REQUEST_TIMED_OUT,
+            }
+            // The time the leader stamped the batches with (`now` went to the replica).
+            if pr.error_code == 0
+                && version >= 2
+                && s.view().message_timestamp_type(&topic) == TimestampType::LogAppendTime
+            {
+                pr.log_append_time_ms = now as i64;
             }
             if version < 5 {
                 continue;

@@ -46,7 +46,7 @@ use crate::replication::{
     FetchResponse as ReplicaFetchResponse, FetchResult, FollowerFetchOutcome, PartitionState,
     ReplicaConfig,
 };
-use crate::storage::{FlushPolicy, LogConfig};
+use crate::storage::{FlushPolicy, LogConfig, TimestampType};
 
 /// Starts the broker role: binds its listener, registers, catches up with the metadata log,
 /// then spawns its tasks.
@@ -600,6 +600,14 @@ fn cluster_defaults(config: &NodeConfig, image: &MetadataImage) -> BTreeMap<Stri
         "max.message.bytes".into(),
         config.message_max_bytes.to_string(),
     );
+    d.insert(
+        "message.timestamp.type".into(),
+        match config.log_message_timestamp_type {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+        .into(),
+    );
     d.insert("cleanup.policy".into(), "delete".into());
     for (k, v) in image.configs_of(ConfigResourceType::Broker, "") {
         d.insert(k.to_string(), v.to_string());
@@ -617,6 +625,7 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
     for topic in view.topics.values() {
         let min_isr = view.min_insync_replicas(&topic.name);
         let max_message_bytes = view.max_message_bytes(&topic.name);
+        let timestamp_type = view.message_timestamp_type(&topic.name);
         for p in &topic.partitions {
             if !p.replicas.contains(&me) {
                 continue;
@@ -640,7 +649,8 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
                 tracing::error!(%tp, error = %e, "cannot open partition");
             } else if let Some(slot) = shared.replicas.get(&tp) {
                 slot.with_replica(&shared.replicas, |r| {
-                    r.set_max_message_bytes(max_message_bytes)
+                    r.set_max_message_bytes(max_message_bytes);
+                    r.set_message_timestamp_type(timestamp_type);
                 });
             }
             assigned.insert(tp);

@@ -116,6 +116,14 @@ impl ClusterView {
             .unwrap_or(crate::config::DEFAULT_MESSAGE_MAX_BYTES)
     }
 
+    /// The topic's `message.timestamp.type` (the broker's `log.message.timestamp.type` by
+    /// default).
+    pub fn message_timestamp_type(&self, topic: &str) -> crate::storage::TimestampType {
+        self.topic_config(topic, "message.timestamp.type")
+            .and_then(crate::controller::topic_config::parse_timestamp_type)
+            .unwrap_or_default()
+    }
+
     pub fn min_insync_replicas(&self, topic: &str) -> usize {
         self.topic_config(topic, "min.insync.replicas")
             .and_then(|v| v.parse().ok())

@@ -21,8 +21,8 @@ use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 use crate::fault;
 use crate::faults::Faults;
 use crate::storage::{
-    validate_produce, BatchHeader, BatchRejection, PartitionLog, StorageError, ValidationConfig,
-    UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
+    validate_produce, BatchHeader, BatchRejection, PartitionLog, StorageError, TimestampType,
+    ValidationConfig, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
 
 /// The settings the protocol reads.
@@ -392,6 +392,12 @@ impl Replica {
         self.log.set_max_batch_bytes(max);
     }
 
+    /// The topic's `message.timestamp.type`: with LogAppendTime this replica, as leader,
+    /// stamps each appended batch with the time it is appended.
+    pub fn set_message_timestamp_type(&mut self, timestamp_type: TimestampType) {
+        self.log.set_timestamp_type(timestamp_type);
+    }
+
     pub fn log(&self) -> &PartitionLog {
         &self.log
     }
@@ -574,7 +580,11 @@ impl Replica {
             }
             Ok(Check::Append) => {}
         }
-        let info = match self.log.append_as_leader(batches, self.leader_epoch) {
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let info = match self
+            .log
+            .append_as_leader_at(batches, self.leader_epoch, Some(now))
+        {
             Ok(info) => info,
             Err(e) => return done(e.kafka_error_code(), -1),
         };

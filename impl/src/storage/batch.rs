@@ -133,10 +133,11 @@ impl Compression {
     }
 }
 
-/// Timestamp type from attribute bit 3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Timestamp type from attribute bit 3; also a topic's `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimestampType {
     /// Producer-assigned timestamps.
+    #[default]
     CreateTime,
     /// Broker-assigned timestamps.
     LogAppendTime,
@@ -559,8 +560,20 @@ impl RecordBatchMut<'_> {
         put(self.bytes, PARTITION_LEADER_EPOCH_AT, &epoch.to_be_bytes());
     }
 
+    /// Kafka's `setMaxTimestamp(LOG_APPEND_TIME, time)`: marks the batch as stamped by the
+    /// broker (attribute bit 3) and sets its `maxTimestamp`, which consumers then read as
+    /// every record's timestamp; the records themselves are untouched. Both fields are under
+    /// the CRC, so it is recomputed (one pass over the batch; only topics with
+    /// `message.timestamp.type=LogAppendTime` pay it).
+    pub fn set_log_append_time(&mut self, time_ms: i64) {
+        let attributes = be_i16(self.bytes, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
+        put(self.bytes, ATTRIBUTES_AT, &attributes.to_be_bytes());
+        put(self.bytes, MAX_TIMESTAMP_AT, &time_ms.to_be_bytes());
+        self.recompute_crc();
+    }
+
     /// Recomputes and stores the CRC, for callers that change CRC-covered bytes
-    /// (e.g. a future LogAppendTime rewrite, or tests forging batches).
+    /// (the LogAppendTime stamp, or tests forging batches).
     pub fn recompute_crc(&mut self) {
         let crc = self.compute_crc();
         put(self.bytes, CRC_AT, &crc.to_be_bytes());

@@ -41,6 +41,9 @@ pub struct LogConfig {
     /// controller batches are not bounded that way and its tests use tiny metadata segments
     /// so that snapshots visibly delete them.
     pub oversized_batch_own_segment: bool,
+    /// `message.timestamp.type`: with `LogAppendTime` a leader stamps every batch it
+    /// appends with the time of the append (Kafka's LogValidator does the same).
+    pub timestamp_type: super::batch::TimestampType,
 }
 
 impl Default for LogConfig {
@@ -51,6 +54,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             flush_policy: FlushPolicy::Os,
             oversized_batch_own_segment: false,
+            timestamp_type: super::batch::TimestampType::CreateTime,
         }
     }
 }

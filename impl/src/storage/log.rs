@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use super::batch::{BatchHeader, BatchView, Batches, BatchesMut};
+use super::batch::{BatchHeader, BatchView, Batches, BatchesMut, TimestampType};
 use super::checkpoint::{
     fsync_dir, read_high_watermark_checkpoint, read_leader_epoch_checkpoint, tmp_path,
     write_high_watermark_checkpoint, write_leader_epoch_checkpoint, HIGH_WATERMARK_CHECKPOINT,
@@ -249,6 +249,11 @@ impl PartitionLog {
         self.config.max_batch_bytes = max.max(super::batch::BATCH_HEADER_LEN as u64);
     }
 
+    /// The topic's `message.timestamp.type` changed.
+    pub fn set_timestamp_type(&mut self, timestamp_type: super::batch::TimestampType) {
+        self.config.timestamp_type = timestamp_type;
+    }
+
     /// Offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset
@@ -419,10 +424,17 @@ impl PartitionLog {
     ///
     /// An empty buffer appends nothing and returns [`AppendInfo`] with
     /// `last_offset = first_offset - 1`.
-    pub fn append_as_leader(
+    pub fn append_as_leader(&mut self, batches: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_as_leader_at(batches, leader_epoch, None)
+    }
+
+    /// [`Self::append_as_leader`] at `now_ms`: under `message.timestamp.type=LogAppendTime`
+    /// every batch is stamped with `now_ms` (a log without a clock, `None`, stamps nothing).
+    pub fn append_as_leader_at(
         &mut self,
         mut batches: BytesMut,
         leader_epoch: i32,
+        now_ms: Option<i64>,
     ) -> Result<AppendInfo> {
         if leader_epoch < 0 {
             return Err(StorageError::InvalidArgument {
@@ -452,7 +464,12 @@ impl PartitionLog {
                 v.header().check_leader_policy(*pos)?;
             }
             let mut next = self.log_end_offset;
+            let stamp =
+                now_ms.filter(|_| self.config.timestamp_type == TimestampType::LogAppendTime);
             for (pos, mut v) in views {
+                if let Some(time) = stamp {
+                    v.set_log_append_time(time);
+                }
                 let h = v.header();
                 let last = next
                     .checked_add(i64::from(h.last_offset_delta))

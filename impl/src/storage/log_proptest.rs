@@ -132,7 +132,7 @@ proptest! {
         flush_policy in policy(),
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = LogConfig { segment_bytes, index_interval_bytes, max_batch_bytes: 1 << 20, flush_policy, oversized_batch_own_segment: false };
+        let config = LogConfig { segment_bytes, index_interval_bytes, max_batch_bytes: 1 << 20, flush_policy, oversized_batch_own_segment: false, ..LogConfig::default() };
         let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
         let mut model: Vec<ModelBatch> = Vec::new();
         let mut epoch = 0i32;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 
-use super::batch::{BatchView, Batches, RecordBatch};
+use super::batch::{BatchView, Batches, RecordBatch, TimestampType};
 use super::builder::BatchBuilder;
 use super::checkpoint::{
     read_high_watermark_checkpoint, read_leader_epoch_checkpoint, HIGH_WATERMARK_CHECKPOINT,
@@ -23,6 +23,7 @@ pub(super) fn cfg(segment_bytes: u64, flush_policy: FlushPolicy) -> LogConfig {
         max_batch_bytes: 1 << 20,
         flush_policy,
         oversized_batch_own_segment: false,
+        timestamp_type: TimestampType::CreateTime,
     }
 }
 
@@ -984,4 +985,54 @@ fn an_oversized_batch_gets_a_segment_of_its_own_when_configured() {
     let log = open(dir.path(), c);
     assert_eq!(log.log_end_offset(), 3);
     assert_eq!(read_all(&log).len(), 3);
+}
+
+/// `message.timestamp.type=LogAppendTime`: the leader stamps every batch with the time of
+/// the append (attribute bit and `maxTimestamp`, CRC recomputed) and leaves the records'
+/// own timestamps alone; `CreateTime`, or an append without a clock, stamps nothing.
+#[test]
+fn log_append_time_stamps_each_batch_and_keeps_its_crc_valid() {
+    let two = || {
+        let mut b = BatchBuilder::new(50)
+            .record(50, None, Some(b"a"))
+            .record(70, None, Some(b"b"))
+            .build();
+        b.extend_from_slice(&BatchBuilder::new(60).record(60, None, Some(b"c")).build());
+        b
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(1 << 20, FlushPolicy::Os);
+    c.timestamp_type = TimestampType::LogAppendTime;
+    let mut log = open(dir.path(), c);
+    log.append_as_leader_at(two(), 3, Some(1_234_567))
+        .expect("append");
+    log.append_as_leader(two(), 3)
+        .expect("append without a clock");
+    let stored = read_all(&log);
+    assert_eq!(stored.len(), 4);
+    for b in &stored[..2] {
+        assert_eq!(b.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(b.max_timestamp(), 1_234_567);
+        assert!(b.is_crc_valid());
+    }
+    assert_eq!(
+        stored[0].base_timestamp(),
+        50,
+        "the records keep their own timestamps"
+    );
+    for b in &stored[2..] {
+        assert_eq!(b.timestamp_type(), TimestampType::CreateTime);
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), cfg(1 << 20, FlushPolicy::Os));
+    log.append_as_leader_at(two(), 3, Some(1_234_567))
+        .expect("append");
+    let stored = read_all(&log);
+    assert!(
+        stored
+            .iter()
+            .all(|b| b.timestamp_type() == TimestampType::CreateTime
+                && b.max_timestamp() != 1_234_567)
+    );
 }
