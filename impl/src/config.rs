@@ -937,7 +937,10 @@ transaction.state.log.replication.factor=3
             ("controller.quorum.voters=1@a", "controller.quorum.voters"),
             ("process.roles=zookeeper", "process.roles"),
             ("num.partitions=-3", "num.partitions"),
-            ("log.message.timestamp.type=Now", "log.message.timestamp.type"),
+            (
+                "log.message.timestamp.type=Now",
+                "log.message.timestamp.type",
+            ),
             ("message.max.bytes=0", "message.max.bytes"),
             ("message.max.bytes=3000000000", "message.max.bytes"),
         ] {

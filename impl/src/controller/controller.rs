@@ -2,7 +2,7 @@
 //! carry their effect, and keeps the only soft state that is not metadata — when each broker
 //! last heartbeated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError as E;
 
@@ -108,6 +108,11 @@ pub struct Controller {
     pending: Vec<(i64, MetadataRecord)>,
     /// Soft state: when each broker last heartbeated (or registered).
     last_heartbeat_ms: BTreeMap<BrokerId, u64>,
+    /// Soft state: brokers in controlled shutdown (Kafka's PENDING_CONTROLLED_SHUTDOWN). An
+    /// ordinary heartbeat sent before the shutdown one but processed after it must not
+    /// unfence the broker, which would give it back leaderships it is about to drop; only a
+    /// new registration ends this.
+    shutting_down: BTreeSet<BrokerId>,
 }
 
 type Result<T> = std::result::Result<T, ControllerError>;
@@ -120,6 +125,7 @@ impl Controller {
             image: MetadataImage::new(),
             pending: Vec::new(),
             last_heartbeat_ms: BTreeMap::new(),
+            shutting_down: BTreeSet::new(),
         }
     }
 
@@ -288,6 +294,7 @@ impl Controller {
             fenced: true,
         });
         self.last_heartbeat_ms.insert(broker_id, now_ms);
+        self.shutting_down.remove(&broker_id);
         Ok(broker_epoch)
     }
 
@@ -325,6 +332,7 @@ impl Controller {
         let is_caught_up = current_metadata_offset >= reg.epoch;
         self.last_heartbeat_ms.insert(broker_id, now_ms);
         if want_shutdown {
+            self.shutting_down.insert(broker_id);
             if !fenced {
                 self.fence(broker_id);
             }
@@ -334,7 +342,7 @@ impl Controller {
                 should_shut_down: true,
             });
         }
-        if fenced && !want_fence && is_caught_up {
+        if fenced && !want_fence && is_caught_up && !self.shutting_down.contains(&broker_id) {
             self.unfence(broker_id);
         } else if !fenced && want_fence {
             self.fence(broker_id);

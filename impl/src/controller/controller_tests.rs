@@ -216,6 +216,40 @@ fn shutdown_request_fences_and_answers_shut_down() {
     assert!(!p.isr.contains(&leader));
 }
 
+/// A broker's ordinary heartbeat that the controller handles after its shutdown heartbeat
+/// (two connections, no order between them) leaves it fenced: unfencing it would hand it
+/// leaderships again just as it stops. Registering again ends the controlled shutdown.
+#[test]
+fn a_late_ordinary_heartbeat_does_not_unfence_a_broker_in_controlled_shutdown() {
+    let (mut c, epochs) = cluster(2, ControllerConfig::default());
+    c.create_topic(T, Some(1), Some(2), None, &[]).unwrap();
+    let leader = part(&c, 0).leader;
+    let epoch = epochs[leader as usize];
+    let off = c.image().last_offset();
+    assert!(
+        c.heartbeat(leader, epoch, off, false, true, 10)
+            .unwrap()
+            .should_shut_down
+    );
+    let off = c.image().last_offset();
+    let r = c.heartbeat(leader, epoch, off, false, false, 20).unwrap();
+    assert!(r.is_fenced && !r.should_shut_down);
+    assert!(!c.image().is_live(leader));
+    assert_ne!(part(&c, 0).leader, leader);
+
+    let new_epoch = c
+        .register_broker(leader, &format!("inc-{leader}"), vec![], None, epoch, 30)
+        .unwrap();
+    let off = c.image().last_offset();
+    let r = c
+        .heartbeat(leader, new_epoch, off, false, false, 40)
+        .unwrap();
+    assert!(
+        !r.is_fenced,
+        "a new registration ends the controlled shutdown"
+    );
+}
+
 #[test]
 fn unregistering_leaves_isr_and_elr() {
     let (mut c, _) = cluster(3, ControllerConfig::default());

@@ -153,7 +153,14 @@ pub async fn shutdown(shared: &NodeShared) {
         let request = RequestKind::BrokerHeartbeat(req.clone());
         let timeout = Duration::from_secs(1);
         match send_to_controller(shared, &mut conn, 1, request, timeout).await {
-            Ok(ResponseKind::BrokerHeartbeat(r)) if r.should_shut_down => break,
+            Ok(ResponseKind::BrokerHeartbeat(r)) if r.should_shut_down => {
+                tracing::info!("controlled shutdown: the controller moved leadership away");
+                break;
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "controlled shutdown: asking again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Ok(ResponseKind::BrokerHeartbeat(r)) if r.error_code != 0 => {
                 tracing::warn!(code = r.error_code, "controlled shutdown refused");
                 break;
