@@ -123,6 +123,10 @@ pub struct NodeConfig {
     /// `log.message.timestamp.type`: the default of every topic's `message.timestamp.type`
     /// (`CreateTime`, Kafka's default, or `LogAppendTime`).
     pub log_message_timestamp_type: crate::storage::TimestampType,
+    /// `log.message.timestamp.before.max.ms` / `after.max.ms`: the defaults of the topics'
+    /// bounds on CreateTime timestamps (Kafka 3.x: unbounded).
+    pub log_message_timestamp_before_max_ms: i64,
+    pub log_message_timestamp_after_max_ms: i64,
     pub log_flush_interval_messages: Option<u64>,
     pub log_flush_interval_ms: Option<u64>,
     pub auto_create_topics_enable: bool,
@@ -185,6 +189,8 @@ impl Default for NodeConfig {
             log_segment_bytes: 1 << 30,
             message_max_bytes: DEFAULT_MESSAGE_MAX_BYTES,
             log_message_timestamp_type: crate::storage::TimestampType::CreateTime,
+            log_message_timestamp_before_max_ms: i64::MAX,
+            log_message_timestamp_after_max_ms: i64::MAX,
             log_flush_interval_messages: None,
             log_flush_interval_ms: None,
             auto_create_topics_enable: true,
@@ -394,6 +400,12 @@ impl NodeConfig {
                     return Err(invalid("must be at least 1024"));
                 }
                 self.log_segment_bytes = b;
+            }
+            "log.message.timestamp.before.max.ms" => {
+                self.log_message_timestamp_before_max_ms = parse_non_negative(key, value)?
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log_message_timestamp_after_max_ms = parse_non_negative(key, value)?
             }
             "log.message.timestamp.type" => {
                 self.log_message_timestamp_type =
@@ -760,6 +772,18 @@ fn parse_positive<T: std::str::FromStr + PartialOrd + Default>(
     Ok(n)
 }
 
+fn parse_non_negative(key: &str, value: &str) -> Result<i64, ConfigError> {
+    let n: i64 = parse_num(key, value)?;
+    if n < 0 {
+        return Err(ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "must not be negative".into(),
+        });
+    }
+    Ok(n)
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
@@ -940,6 +964,10 @@ transaction.state.log.replication.factor=3
             (
                 "log.message.timestamp.type=Now",
                 "log.message.timestamp.type",
+            ),
+            (
+                "log.message.timestamp.after.max.ms=-5",
+                "log.message.timestamp.after.max.ms",
             ),
             ("message.max.bytes=0", "message.max.bytes"),
             ("message.max.bytes=3000000000", "message.max.bytes"),

@@ -14,9 +14,11 @@ pub const SEGMENT_BYTES: &str = "segment.bytes";
 pub const SEGMENT_MS: &str = "segment.ms";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
 
 /// Every topic config the controller accepts.
-pub const SUPPORTED: [&str; 9] = [
+pub const SUPPORTED: [&str; 11] = [
     MIN_INSYNC_REPLICAS,
     UNCLEAN_LEADER_ELECTION_ENABLE,
     RETENTION_MS,
@@ -26,6 +28,8 @@ pub const SUPPORTED: [&str; 9] = [
     SEGMENT_MS,
     MAX_MESSAGE_BYTES,
     MESSAGE_TIMESTAMP_TYPE,
+    MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+    MESSAGE_TIMESTAMP_AFTER_MAX_MS,
 ];
 
 /// `message.timestamp.type`'s value, as Kafka spells it (`CreateTime`, `LogAppendTime`).
@@ -76,6 +80,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), ControllerError> {
         SEGMENT_BYTES => int_at_least(BATCH_HEADER_LEN as i64, i32::MAX.into()),
         SEGMENT_MS => int_at_least(1, i64::MAX),
         MAX_MESSAGE_BYTES => int_at_least(0, i32::MAX.into()),
+        MESSAGE_TIMESTAMP_BEFORE_MAX_MS | MESSAGE_TIMESTAMP_AFTER_MAX_MS => {
+            int_at_least(0, i64::MAX)
+        }
         MESSAGE_TIMESTAMP_TYPE => match parse_timestamp_type(v) {
             Some(_) => Ok(()),
             None => fail(
@@ -150,5 +157,7 @@ mod tests {
             format!("{err:?}").contains("CreateTime, LogAppendTime"),
             "{err:?}"
         );
+        assert!(validate(MESSAGE_TIMESTAMP_AFTER_MAX_MS, "3600000").is_ok());
+        assert!(validate(MESSAGE_TIMESTAMP_BEFORE_MAX_MS, "-1").is_err());
     }
 }

@@ -608,6 +608,14 @@ fn cluster_defaults(config: &NodeConfig, image: &MetadataImage) -> BTreeMap<Stri
         config.message_max_bytes.to_string(),
     );
     d.insert(
+        "message.timestamp.before.max.ms".into(),
+        config.log_message_timestamp_before_max_ms.to_string(),
+    );
+    d.insert(
+        "message.timestamp.after.max.ms".into(),
+        config.log_message_timestamp_after_max_ms.to_string(),
+    );
+    d.insert(
         "message.timestamp.type".into(),
         match config.log_message_timestamp_type {
             TimestampType::CreateTime => "CreateTime",
@@ -633,6 +641,7 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
         let min_isr = view.min_insync_replicas(&topic.name);
         let max_message_bytes = view.max_message_bytes(&topic.name);
         let timestamp_type = view.message_timestamp_type(&topic.name);
+        let (before_max_ms, after_max_ms) = view.message_timestamp_bounds(&topic.name);
         for p in &topic.partitions {
             if !p.replicas.contains(&me) {
                 continue;
@@ -658,6 +667,7 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
                 slot.with_replica(&shared.replicas, |r| {
                     r.set_max_message_bytes(max_message_bytes);
                     r.set_message_timestamp_type(timestamp_type);
+                    r.set_message_timestamp_bounds(before_max_ms, after_max_ms);
                 });
             }
             assigned.insert(tp);

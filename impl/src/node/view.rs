@@ -124,6 +124,20 @@ impl ClusterView {
             .unwrap_or_default()
     }
 
+    /// The topic's `message.timestamp.before.max.ms` and `after.max.ms` (unbounded unless
+    /// set, on the topic or the broker).
+    pub fn message_timestamp_bounds(&self, topic: &str) -> (i64, i64) {
+        let bound = |key| {
+            self.topic_config(topic, key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(i64::MAX)
+        };
+        (
+            bound("message.timestamp.before.max.ms"),
+            bound("message.timestamp.after.max.ms"),
+        )
+    }
+
     pub fn min_insync_replicas(&self, topic: &str) -> usize {
         self.topic_config(topic, "min.insync.replicas")
             .and_then(|v| v.parse().ok())

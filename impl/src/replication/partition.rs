@@ -398,6 +398,12 @@ impl Replica {
         self.log.set_timestamp_type(timestamp_type);
     }
 
+    /// The topic's `message.timestamp.before.max.ms` / `after.max.ms`: a CreateTime batch
+    /// whose timestamps lie further from the broker's clock is refused (INVALID_TIMESTAMP).
+    pub fn set_message_timestamp_bounds(&mut self, before_max_ms: i64, after_max_ms: i64) {
+        self.log.set_timestamp_bounds(before_max_ms, after_max_ms);
+    }
+
     pub fn log(&self) -> &PartitionLog {
         &self.log
     }
@@ -555,10 +561,15 @@ impl Replica {
         }
         // Kafka's LogValidator, before the producer state looks at the producer fields (a
         // corrupted header must not be mistaken for a retry) and before any offset exists.
-        let config = ValidationConfig::new(
-            self.log.config().max_batch_bytes,
-            i64::try_from(now_ms).unwrap_or(i64::MAX),
-        );
+        let log_config = self.log.config();
+        let config = ValidationConfig {
+            timestamp_before_max_ms: log_config.timestamp_before_max_ms,
+            timestamp_after_max_ms: log_config.timestamp_after_max_ms,
+            ..ValidationConfig::new(
+                log_config.max_batch_bytes,
+                i64::try_from(now_ms).unwrap_or(i64::MAX),
+            )
+        };
         let headers: Vec<BatchHeader> = match validate_produce(&batches, &config) {
             Ok(v) => v.into_iter().map(|b| b.header).collect(),
             Err(rejection) => return ProduceOutcome::Rejected(rejection),
@@ -1140,6 +1151,29 @@ mod tests {
         assert_eq!(leader_end_offset_for_epoch(&r.log, 2), Some((0, 1)));
         assert_eq!(leader_end_offset_for_epoch(&r.log, 0), Some((0, 1)));
         assert_eq!(r.leader_state().unwrap().epoch_start_offset, 1);
+    }
+
+    /// The topic's timestamp bounds reach the leader's validation: a CreateTime batch
+    /// further in the past than `message.timestamp.before.max.ms` is refused with
+    /// INVALID_TIMESTAMP and not appended; within the bound it is appended.
+    #[test]
+    fn the_topics_timestamp_bounds_refuse_a_batch_too_far_from_the_brokers_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = replica(tmp.path(), 0);
+        assert!(r.become_leader(&state(0, 0, &[0]), 0));
+        r.set_message_timestamp_bounds(60_000, 60_000);
+        let now = 1_000_000;
+        let old = BatchBuilder::new(0).record(0, None, Some(b"v")).build();
+        match r.append_as_leader(1, old, Acks::Leader, 0, now) {
+            ProduceOutcome::Rejected(rejection) => assert_eq!(rejection.error_code, 32),
+            _ => panic!("a batch 1000 s old was not refused"),
+        }
+        assert_eq!(r.log_end_offset(), 0);
+        let recent = BatchBuilder::new(now as i64 - 1_000)
+            .record(now as i64 - 1_000, None, Some(b"v"))
+            .build();
+        r.append_as_leader(2, recent, Acks::Leader, 0, now);
+        assert_eq!(r.log_end_offset(), 1);
     }
 
     #[test]

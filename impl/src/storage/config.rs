@@ -44,6 +44,11 @@ pub struct LogConfig {
     /// `message.timestamp.type`: with `LogAppendTime` a leader stamps every batch it
     /// appends with the time of the append (Kafka's LogValidator does the same).
     pub timestamp_type: super::batch::TimestampType,
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`: how far before
+    /// or after the broker's clock a CreateTime batch's timestamps may be (Kafka 3.x's
+    /// default: unbounded, `i64::MAX`).
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -55,6 +60,8 @@ impl Default for LogConfig {
             flush_policy: FlushPolicy::Os,
             oversized_batch_own_segment: false,
             timestamp_type: super::batch::TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
         }
     }
 }

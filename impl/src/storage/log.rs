@@ -254,6 +254,12 @@ impl PartitionLog {
         self.config.timestamp_type = timestamp_type;
     }
 
+    /// The topic's `message.timestamp.before.max.ms` / `after.max.ms` changed.
+    pub fn set_timestamp_bounds(&mut self, before_max_ms: i64, after_max_ms: i64) {
+        self.config.timestamp_before_max_ms = before_max_ms.max(0);
+        self.config.timestamp_after_max_ms = after_max_ms.max(0);
+    }
+
     /// Offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset

@@ -23,7 +23,7 @@ pub(super) fn cfg(segment_bytes: u64, flush_policy: FlushPolicy) -> LogConfig {
         max_batch_bytes: 1 << 20,
         flush_policy,
         oversized_batch_own_segment: false,
-        timestamp_type: TimestampType::CreateTime,
+        ..LogConfig::default()
     }
 }
 
