@@ -418,19 +418,29 @@ def scenario_partition(cluster, results, workloads):
                                     "producer_errors": len(w.errors), "old_leader_truncations": len(truncations)}
 
 
+def published_bootstrap(compose):
+    """localhost:PORT for every port the compose file publishes as `- "PORT:PORT"`."""
+    with open(compose) as f:
+        ports = re.findall(r'^\s*-\s*"(\d+):\1"', f.read(), re.M)
+    if not ports:
+        raise SystemExit(f"{compose} publishes no broker port; give --bootstrap")
+    return ",".join(f"localhost:{p}" for p in ports)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compose", default=os.path.join(HERE, "compose.ha.yml"))
     ap.add_argument("--project", default="osprey-ha")
     ap.add_argument("--osprey", default=os.environ.get("OSPREY", os.path.join(ROOT, "target", "release", "osprey")))
-    ap.add_argument("--bootstrap", default="localhost:19092,localhost:29092,localhost:39092")
+    ap.add_argument("--bootstrap", help="brokers on the host; by default the ports the compose file publishes")
     ap.add_argument("--scenarios", default="1,2,3,4", help="which scenarios, e.g. 1,3")
     ap.add_argument("--up", action="store_true", help="bring the cluster up first (removing an old one)")
     ap.add_argument("--down", action="store_true", help="remove the cluster and its volumes at the end")
     ap.add_argument("--json", help="write the measurements and checks here")
     a = ap.parse_args()
     chosen = {s.strip() for s in a.scenarios.split(",")}
-    cluster = Cluster(a.compose, a.project, a.osprey, a.bootstrap)
+    bootstrap = a.bootstrap or published_bootstrap(a.compose)
+    cluster = Cluster(a.compose, a.project, a.osprey, bootstrap)
     results, ok = {}, False
     try:
         if a.up:

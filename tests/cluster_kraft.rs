@@ -61,8 +61,11 @@ impl KraftCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().display().to_string();
         // A base port from the pid spreads concurrent test runs, and the layout keeps the
-        // tests of one run apart; retry on a busy range.
-        let mut base = 20_000 + (std::process::id() % 400) as u16 * 100 + layout;
+        // tests of one run apart; retry on a busy range. Every port stays below Linux's
+        // ephemeral range (32768–60999), so that a killed node's port cannot be taken by an
+        // outgoing connection (a peer's reconnect can self-connect on loopback) before it
+        // is started again.
+        let mut base = 20_000 + (std::process::id() % 110) as u16 * 100 + layout;
         for _ in 0..10 {
             let b = base.to_string();
             let c = controllers.to_string();
@@ -91,7 +94,7 @@ impl KraftCluster {
             }
             let err = String::from_utf8_lossy(&out.stderr).to_string();
             assert!(err.contains("in use"), "cluster up failed: {err}");
-            base = base.wrapping_add(1_000).max(20_000);
+            base = 20_000 + (base - 20_000 + 1_000) % 11_000;
         }
         panic!("no free port range for the cluster");
     }

@@ -39,11 +39,25 @@ pub struct Cluster {
     pub nodes: BTreeMap<i32, Node>,
 }
 
+/// Ports for test nodes come from below Linux's ephemeral range (32768–60999): a node that
+/// is killed and started again on its port would otherwise race every outgoing connection
+/// on the machine for it — including its peers' reconnects to that very port, which the
+/// kernel can complete as a self-connection on loopback — and find it taken.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 impl Cluster {
