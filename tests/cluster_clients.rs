@@ -8,19 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{python, serial, Cluster};
-
-fn have_kcat() -> bool {
-    let ok = Command::new("kcat")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "kcat is missing on CI");
-        eprintln!("SKIPPED: kcat is not installed (run scripts/test.sh)");
-    }
-    ok
-}
+use common::{have_kcat, python, serial, Cluster};
 
 fn kcat(args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;

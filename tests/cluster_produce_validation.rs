@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::{python, send, serial, Cluster};
+use common::{have_kcat, python, send, serial, Cluster};
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -297,18 +297,6 @@ fn malformed_batches_are_refused_and_consumers_read_around_them() {
         read, expected,
         "the consumer reads every valid record, in order"
     );
-}
-
-fn have_kcat() -> bool {
-    let ok = Command::new("kcat")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "kcat is missing on CI");
-        eprintln!("SKIPPED: kcat is not installed (run scripts/test.sh)");
-    }
-    ok
 }
 
 /// The codec of each stored batch in a fetch response.

@@ -401,3 +401,16 @@ pub fn python(script: &str, args: &[String], timeout: Duration) -> Option<String
     );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Whether kcat is installed; on CI (where the test command installs it) its absence fails.
+pub fn have_kcat() -> bool {
+    let ok = Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "kcat is missing on CI");
+        eprintln!("SKIPPED: kcat is not installed (run scripts/test.sh)");
+    }
+    ok
+}
