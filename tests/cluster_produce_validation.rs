@@ -247,6 +247,11 @@ fn malformed_batches_are_refused_and_consumers_read_around_them() {
         .record(0, None, Some(&[1u8; 250_000]))
         .build();
     cases.push(("larger than max.message.bytes", b, 10));
+    let b = BatchBuilder::new(0)
+        .attributes_extra(0x08)
+        .record(0, None, Some(b"v"))
+        .build();
+    cases.push(("LogAppendTime set by the producer", b, 32));
 
     let mut expected = Vec::new();
     let mut next = 0i64;
@@ -288,6 +293,26 @@ fn malformed_batches_are_refused_and_consumers_read_around_them() {
         .record(0, None, Some(b"z"))
         .build();
     assert_eq!(produce(&addr, 6, &z).error_code, 76);
+    // A header maxTimestamp that disagrees with the records is accepted and set right
+    // (Kafka's setMaxTimestamp), with the CRC recomputed: what is stored and served says
+    // what the records say.
+    let mut forged = kp_batch("forged-max-timestamp");
+    forged[35..43].copy_from_slice(&4_000_000_000_000i64.to_be_bytes());
+    reseal(&mut forged);
+    let r = produce(&addr, 9, &forged);
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(r.base_offset, next);
+    let served = fetch(&addr, next);
+    let max_timestamp = i64::from_be_bytes(served[35..43].try_into().unwrap());
+    assert_eq!(
+        max_timestamp, 1_700_000_000_000,
+        "the records' largest timestamp"
+    );
+    let len = 12 + i32::from_be_bytes(served[8..12].try_into().unwrap()) as usize;
+    let crc = u32::from_be_bytes(served[17..21].try_into().unwrap());
+    assert_eq!(crc, crc32c::crc32c(&served[21..len]), "a valid CRC");
+    expected.push((next, "forged-max-timestamp".into()));
+    next += 1;
     ok("last", &mut expected, &mut next);
 
     let Some(read) = consume_all(&cluster) else {

@@ -21,8 +21,8 @@ use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 use crate::fault;
 use crate::faults::Faults;
 use crate::storage::{
-    validate_produce, BatchHeader, BatchRejection, PartitionLog, StorageError, TimestampType,
-    ValidationConfig, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
+    set_create_time_max_timestamps, validate_produce, BatchHeader, BatchRejection, PartitionLog,
+    StorageError, TimestampType, ValidationConfig, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
 
 /// The settings the protocol reads.
@@ -541,7 +541,7 @@ impl Replica {
     pub fn append_as_leader(
         &mut self,
         request_id: u64,
-        batches: BytesMut,
+        mut batches: BytesMut,
         acks: Acks,
         timeout_ms: u64,
         now_ms: u64,
@@ -565,15 +565,20 @@ impl Replica {
         let config = ValidationConfig {
             timestamp_before_max_ms: log_config.timestamp_before_max_ms,
             timestamp_after_max_ms: log_config.timestamp_after_max_ms,
+            timestamp_type: log_config.timestamp_type,
             ..ValidationConfig::new(
                 log_config.max_batch_bytes,
                 i64::try_from(now_ms).unwrap_or(i64::MAX),
             )
         };
-        let headers: Vec<BatchHeader> = match validate_produce(&batches, &config) {
-            Ok(v) => v.into_iter().map(|b| b.header).collect(),
+        let validated = match validate_produce(&batches, &config) {
+            Ok(v) => v,
             Err(rejection) => return ProduceOutcome::Rejected(rejection),
         };
+        if config.timestamp_type == TimestampType::CreateTime {
+            set_create_time_max_timestamps(&mut batches, &validated);
+        }
+        let headers: Vec<BatchHeader> = validated.into_iter().map(|b| b.header).collect();
         match self.producers.check_all(&headers) {
             Err(e) => return done(e.kafka_error_code(), -1),
             Ok(Check::Duplicate {

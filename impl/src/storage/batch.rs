@@ -572,6 +572,26 @@ impl RecordBatchMut<'_> {
         self.recompute_crc();
     }
 
+    /// Kafka's `setMaxTimestamp(CREATE_TIME, max)`: after the leader has walked the records,
+    /// the header's `maxTimestamp` is made to say what the records say (a client may send
+    /// any value there, and the time index and timestamp lookups trust it). The CRC is
+    /// recomputed only when a byte changes, so a well-behaved client's batch costs nothing.
+    pub fn set_create_time_max_timestamp(&mut self, max_timestamp: i64) {
+        let attributes = be_i16(self.bytes, ATTRIBUTES_AT);
+        if attributes & TIMESTAMP_TYPE_BIT == 0
+            && be_i64(self.bytes, MAX_TIMESTAMP_AT) == max_timestamp
+        {
+            return;
+        }
+        put(
+            self.bytes,
+            ATTRIBUTES_AT,
+            &(attributes & !TIMESTAMP_TYPE_BIT).to_be_bytes(),
+        );
+        put(self.bytes, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
+        self.recompute_crc();
+    }
+
     /// Recomputes and stores the CRC, for callers that change CRC-covered bytes
     /// (the LogAppendTime stamp, or tests forging batches).
     pub fn recompute_crc(&mut self) {

@@ -45,5 +45,6 @@ pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_E
 pub use error::{kafka_codes, Result, StorageError};
 pub use log::{AppendInfo, BatchAppendInfo, PartitionLog};
 pub use validate::{
-    validate_produce, BatchRejection, RecordError, ValidatedBatch, ValidationConfig,
+    set_create_time_max_timestamps, validate_produce, BatchRejection, RecordError, ValidatedBatch,
+    ValidationConfig,
 };

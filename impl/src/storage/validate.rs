@@ -45,8 +45,8 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use super::batch::{
-    BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN, MAGIC_V2, MIN_BATCH_LENGTH,
-    NO_PRODUCER_ID,
+    BatchHeader, BatchesMut, Compression, TimestampType, BATCH_HEADER_LEN, MAGIC_V2,
+    MIN_BATCH_LENGTH, NO_PRODUCER_ID,
 };
 use super::error::kafka_codes::{
     CORRUPT_MESSAGE, INVALID_RECORD, INVALID_TIMESTAMP, MESSAGE_TOO_LARGE,
@@ -77,6 +77,9 @@ pub struct ValidationConfig {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far in the future a CreateTime timestamp may be.
     pub timestamp_after_max_ms: i64,
+    /// The topic's `message.timestamp.type`: record timestamps are bounded only under
+    /// CreateTime (under LogAppendTime the broker's stamp replaces them).
+    pub timestamp_type: TimestampType,
 }
 
 impl ValidationConfig {
@@ -89,6 +92,7 @@ impl ValidationConfig {
             now_ms,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
+            timestamp_type: TimestampType::CreateTime,
         }
     }
 }
@@ -154,6 +158,22 @@ pub fn validate_produce(
         out.push(v);
     }
     Ok(out)
+}
+
+/// Kafka's last step of validation under CreateTime: each batch's header `maxTimestamp`
+/// is set to the largest record timestamp the walk found (Kafka's `setMaxTimestamp`), so a
+/// producer's wrong header cannot mislead the time index or `ListOffsets` by timestamp.
+/// `validated` is [`validate_produce`]'s answer for the same `payload`. Only batches whose
+/// header disagrees are rewritten (and their CRC recomputed).
+pub fn set_create_time_max_timestamps(payload: &mut [u8], validated: &[ValidatedBatch]) {
+    let batches = BatchesMut::new(payload, u64::MAX);
+    for (batch, v) in batches.zip(validated) {
+        if let Ok((_, mut b)) = batch {
+            if v.header.max_timestamp != v.max_record_timestamp {
+                b.set_create_time_max_timestamp(v.max_record_timestamp);
+            }
+        }
+    }
 }
 
 /// A refusal before it knows where its batch sits.
@@ -280,8 +300,19 @@ pub fn validate_batch(buf: &[u8], config: &ValidationConfig) -> Result<Validated
         )));
     };
     let records = batch.get(BATCH_HEADER_LEN..).unwrap_or_default();
+    if h.timestamp_type() == TimestampType::LogAppendTime {
+        // Only the broker stamps LogAppendTime; Kafka refuses the flag from a producer, on
+        // every record (its `validateTimestamp`), whatever the topic's timestamp type.
+        return Err(Failure {
+            error_code: INVALID_TIMESTAMP,
+            message: "invalid timestamp type: producers must not set the timestamp type to \
+                      LogAppendTime"
+                .into(),
+            record: Some(0),
+        });
+    }
     let rules = Rules::Produce {
-        timestamps: (h.timestamp_type() == TimestampType::CreateTime).then_some(*config),
+        timestamps: (config.timestamp_type == TimestampType::CreateTime).then_some(*config),
     };
     let walked = match codec {
         Compression::None => walk(&mut SliceSource::new(records), &h, &rules),
@@ -1255,14 +1286,72 @@ mod tests {
         assert_eq!(refused(&at(&[98_999]), &c).error_code, INVALID_TIMESTAMP);
         // -1 is "no timestamp", always allowed.
         assert!(validate_produce(&at(&[-1]), &c).is_ok());
-        // LogAppendTime batches are not checked against the producer's clock.
-        let b = BatchBuilder::new(0)
-            .attributes_extra(0x08)
-            .record(0, None, None)
-            .build();
-        assert!(validate_produce(&b, &c).is_ok());
+        // Under LogAppendTime the producer's clock is not checked: the broker stamps.
+        let lat = ValidationConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..c
+        };
+        assert!(validate_produce(&at(&[0, 500_000]), &lat).is_ok());
         // Kafka's defaults leave CreateTime unbounded.
         assert!(validate_produce(&at(&[0]), &cfg()).is_ok());
+    }
+
+    #[test]
+    fn refuses_a_producer_set_log_append_time_flag_under_either_topic_type() {
+        let b = BatchBuilder::new(0)
+            .attributes_extra(0x08)
+            .record(0, None, Some(b"v"))
+            .build();
+        for timestamp_type in [TimestampType::CreateTime, TimestampType::LogAppendTime] {
+            let c = ValidationConfig {
+                timestamp_type,
+                ..cfg()
+            };
+            let r = refused(&b, &c);
+            assert_eq!(r.error_code, INVALID_TIMESTAMP, "{timestamp_type:?}");
+            assert_eq!(r.record_errors[0].batch_index, 0);
+        }
+    }
+
+    fn header_max_timestamp(b: &[u8]) -> i64 {
+        i64::from_be_bytes(b[35..43].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_wrong_header_max_timestamp_is_set_to_the_records_max_with_a_valid_crc() {
+        for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut payload = BytesMut::new();
+            for (i, forged) in [(0i64, Some(999)), (1, Some(-1)), (2, None)] {
+                let mut b = BatchBuilder::new(100 + i)
+                    .compression(codec)
+                    .record(100 + i, None, Some(b"a"))
+                    .record(300 + i, None, Some(b"b"))
+                    .record(200 + i, None, Some(b"c"))
+                    .build();
+                if let Some(ts) = forged {
+                    b[35..43].copy_from_slice(&i64::to_be_bytes(ts));
+                    reseal(&mut b);
+                }
+                payload.extend_from_slice(&b);
+            }
+            let untouched = payload.clone();
+            let validated = validate_produce(&payload, &cfg()).expect("valid");
+            set_create_time_max_timestamps(&mut payload, &validated);
+            let batches: Vec<_> = BatchesMut::new(&mut payload, u64::MAX)
+                .map(|b| b.expect("framed").1.as_mut_slice().to_vec())
+                .collect();
+            for (i, b) in batches.iter().enumerate() {
+                assert_eq!(
+                    header_max_timestamp(b),
+                    300 + i as i64,
+                    "{codec:?} batch {i}"
+                );
+                assert!(validate_produce(b, &cfg()).is_ok(), "CRC resealed");
+            }
+            // The batch whose header was already right is left byte for byte as sent.
+            let third = untouched.len() - batches[2].len();
+            assert_eq!(&payload[third..], &untouched[third..]);
+        }
     }
 
     #[test]
