@@ -25,7 +25,11 @@
 //! | at most `max_uncompressed_bytes` decompressed (the bomb bound) | `MESSAGE_TOO_LARGE` |
 //! | exactly `recordsCount` records, each exactly as long as its length prefix, nothing after them; varints at most 5 (10) bytes; header count and header key lengths not negative | `INVALID_RECORD` |
 //! | record *i* has `offsetDelta == i` | `INVALID_RECORD` + record error *i* |
-//! | CreateTime timestamps within `message.timestamp.before.max.ms` / `after.max.ms` of `now` (`-1` means "no timestamp" and is allowed) | `INVALID_TIMESTAMP` + record error *i* |
+//! | the LogAppendTime bit unset (only the broker stamps it) | `INVALID_TIMESTAMP` + record error 0 |
+//! | under a CreateTime topic, timestamps within `message.timestamp.before.max.ms` / `after.max.ms` of `now` (`-1` means "no timestamp" and is allowed) | `INVALID_TIMESTAMP` + record error *i* |
+//!
+//! An accepted batch's header `maxTimestamp` is then set to what its records say under
+//! CreateTime ([`set_create_time_max_timestamps`]), as Kafka's `setMaxTimestamp` does.
 //!
 //! Cost: an uncompressed batch is walked in place over the borrowed slice (varint decoding
 //! and length skips; no copy, no allocation). A compressed batch is decompressed as a
