@@ -27,5 +27,11 @@ for module in kafka:kafka-python confluent_kafka:confluent-kafka; do
 done
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast
+
+# Every decoder of untrusted bytes: the committed corpus replayed and a short fuzz run of
+# each target (the long campaign is `bash scripts/fuzz.sh campaign SECONDS`).
+bash scripts/fuzz.sh smoke
