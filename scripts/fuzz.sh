@@ -54,15 +54,16 @@ fuzz_one() {
     "$target" "${execs:-?}" "${cov:-?}" "$seconds"
 }
 
+failed=0
 case "$mode" in
   smoke)
     # No sanitizer: Osprey's own code is safe Rust, and the smoke run is about replaying the
     # corpus and a short exploration inside the test command's time budget.
-    for t in $targets; do fuzz_one "$t" "${FUZZ_SMOKE_SECONDS:-15}" none; done
+    for t in $targets; do fuzz_one "$t" "${FUZZ_SMOKE_SECONDS:-15}" none || failed=1; done
     ;;
   campaign)
     seconds=${2:?usage: scripts/fuzz.sh campaign SECONDS}
-    for t in $targets; do fuzz_one "$t" "$seconds" address; done
+    for t in $targets; do fuzz_one "$t" "$seconds" address || failed=1; done
     ;;
   run)
     target=${2:?usage: scripts/fuzz.sh run TARGET [libFuzzer args...]}
@@ -74,3 +75,4 @@ case "$mode" in
     exit 2
     ;;
 esac
+exit $failed

@@ -134,10 +134,15 @@ pub fn check(data: &[u8]) {
         .leader_epoch(again.latest_epoch().unwrap_or(0).max(0))
         .record(0, None, Some(b"after recovery"))
         .build();
-    let info = again
-        .append_as_follower(Bytes::from(batch))
-        .expect("a recovered log accepts the next batch");
-    assert_eq!(info.first_offset, end);
+    let appended = again.append_as_follower(Bytes::from(batch));
+    if end == i64::MAX {
+        // No offset follows i64::MAX: the append is refused, nothing panics or wraps.
+        assert!(appended.is_err(), "an append after offset i64::MAX");
+        assert_eq!(again.log_end_offset(), end);
+    } else {
+        let info = appended.expect("a recovered log accepts the next batch");
+        assert_eq!(info.first_offset, end);
+    }
 }
 
 /// The offset after the last whole batch in `bytes` (a fetch answer), if there is one.

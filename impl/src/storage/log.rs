@@ -479,6 +479,7 @@ impl PartitionLog {
                 let h = v.header();
                 let last = next
                     .checked_add(i64::from(h.last_offset_delta))
+                    .filter(|&l| l < i64::MAX) // the log end offset must follow it
                     .ok_or_else(|| StorageError::InvalidRecord {
                         position: pos,
                         reason: "offset overflow".into(),
@@ -568,6 +569,15 @@ impl PartitionLog {
     ) -> Result<AppendInfo> {
         let first = self.log_end_offset;
         let last = batches.last().map_or(first - 1, |b| b.last_offset);
+        // No offset follows i64::MAX, so a batch ending there would leave no log end offset
+        // (found by the partition_log fuzz target: a log recovered near the top of the
+        // offset space, then one more batch).
+        let Some(next) = last.checked_add(1) else {
+            return Err(StorageError::InvalidRecord {
+                position: 0,
+                reason: format!("append ends at offset {last}, the last offset a log can hold"),
+            });
+        };
         self.maybe_roll(data.len() as u64, last)?;
         if let Err(e) = self.active_mut()?.append(data, layout) {
             // The epoch cache may already name an epoch starting at `first`; undo that.
@@ -579,7 +589,7 @@ impl PartitionLog {
             }
             return Err(e);
         }
-        self.log_end_offset = last + 1;
+        self.log_end_offset = next;
         let record_count: u64 = batches
             .iter()
             .map(|b| u64::try_from(b.record_count).unwrap_or(0))

@@ -1036,3 +1036,32 @@ fn log_append_time_stamps_each_batch_and_keeps_its_crc_valid() {
                 && b.max_timestamp() != 1_234_567)
     );
 }
+
+#[test]
+fn an_append_that_would_end_at_the_last_offset_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), cfg(1 << 20, FlushPolicy::Os));
+    log.truncate_fully_and_start_at(i64::MAX - 2)
+        .expect("start high");
+    let at = |base: i64, n: usize| {
+        let mut b = BatchBuilder::new(0).base_offset(base).leader_epoch(0);
+        for _ in 0..n {
+            b = b.record(0, None, Some(b"v"));
+        }
+        Bytes::from(b.build())
+    };
+    // Two records ending at i64::MAX - 1 fit; the log end offset is then i64::MAX.
+    let info = log.append_as_follower(at(i64::MAX - 2, 2)).expect("fits");
+    assert_eq!(info.last_offset, i64::MAX - 1);
+    assert_eq!(log.log_end_offset(), i64::MAX);
+    // Nothing can follow: a batch at i64::MAX would need a log end offset past it.
+    let err = log
+        .append_as_follower(at(i64::MAX, 1))
+        .expect_err("no offset after i64::MAX");
+    assert!(matches!(err, StorageError::InvalidRecord { .. }), "{err}");
+    assert_eq!(log.log_end_offset(), i64::MAX, "nothing was written");
+    let err = log
+        .append_as_leader(batch(1, 0, 1), 0)
+        .expect_err("the leader path too");
+    assert!(matches!(err, StorageError::InvalidRecord { .. }), "{err}");
+}
