@@ -277,6 +277,11 @@ pub fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
     field("controller isr".into(), fmt(&mc.isr), fmt(&bc.isr));
     field("controller elr".into(), fmt(&mc.elr), fmt(&bc.elr));
     field("controller fenced".into(), fmt(&mc.fenced), fmt(&bc.fenced));
+    field(
+        "controller offline_logs".into(),
+        fmt(&mc.offline_logs),
+        fmt(&bc.offline_logs),
+    );
     for (i, (m, b)) in model.records.iter().zip(&broker.records).enumerate() {
         field(format!("record {}", i + 1), fmt(m), fmt(b));
     }

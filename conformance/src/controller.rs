@@ -29,7 +29,7 @@
 
 use osprey_broker::controller::{
     AlterPartitionRequest, Controller, ControllerConfig, ElectionType, LeaderRecoveryState,
-    PartitionImage, TopicId,
+    PartitionImage, TopicId, DIRECTORY_LOST,
 };
 use osprey_broker::faults::Faults;
 use osprey_broker::replication::{
@@ -66,6 +66,10 @@ pub trait ControllerDriver {
     fn elect(&mut self, broker: BrokerId, unclean: bool) -> Result<(), Refused>;
     /// Preferred-leader election to `to`.
     fn move_leader(&mut self, to: BrokerId) -> Result<(), Refused>;
+    /// Broker `broker`'s log for the partition failed: it assigns the replica to
+    /// `DirectoryId.LOST` (AssignReplicasToDirs, KIP-858). The replica leaves the ISR and the
+    /// ELR; if it led, `new_leader` is elected in the same change (`None`: nobody can lead).
+    fn log_fails(&mut self, broker: BrokerId, new_leader: Option<BrokerId>) -> Result<(), Refused>;
     /// Handle a leader's AlterPartition (KIP-497, KIP-841, KIP-903).
     fn alter_partition(&mut self, proposal: &AlterPartitionProposal) -> AlterPartitionResponse;
     /// The model step the controller already took as part of the last one and the model
@@ -348,6 +352,40 @@ impl ControllerDriver for KafkaController {
         })
     }
 
+    fn log_fails(&mut self, broker: BrokerId, new_leader: Option<BrokerId>) -> Result<(), Refused> {
+        self.no_owed_step()?;
+        let before = self.partition();
+        if before.is_log_offline(broker) {
+            return Err(Refused(format!("broker {broker}'s log is already offline")));
+        }
+        self.atomically(|c| {
+            let epoch = c.broker_epoch(broker);
+            let results = c
+                .controller
+                .assign_replicas_to_dirs(broker, epoch, &[(c.topic_id, 0, DIRECTORY_LOST)])
+                .map_err(|e| Refused(format!("AssignReplicasToDirs of broker {broker}: {e}")))?;
+            if let Some(Err(e)) = results.into_iter().next() {
+                return Err(Refused(format!(
+                    "AssignReplicasToDirs of broker {broker}: {e}"
+                )));
+            }
+            let after = c.partition();
+            let want = new_leader.unwrap_or(NO_BROKER);
+            if before.leader == broker && after.leader != want {
+                return Err(Refused(format!(
+                    "Kafka's controller elects {} when broker {broker}'s log goes offline, not {want}",
+                    after.leader
+                )));
+            }
+            if before.leader != broker && new_leader.is_some() {
+                return Err(Refused(format!(
+                    "broker {broker} does not lead: no election"
+                )));
+            }
+            Ok(())
+        })
+    }
+
     fn alter_partition(&mut self, p: &AlterPartitionProposal) -> AlterPartitionResponse {
         let req = AlterPartitionRequest {
             topic_id: self.topic_id,
@@ -391,6 +429,12 @@ impl ControllerDriver for KafkaController {
             v
         };
         let fenced: Vec<BrokerId> = (0..self.brokers).filter(|&b| self.fenced(b)).collect();
+        let offline: Vec<BrokerId> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|&b| p.is_log_offline(b))
+            .collect();
         ControllerView {
             leader: (p.leader != NO_BROKER).then_some(p.leader as u8),
             leader_epoch: p.leader_epoch as u8,
@@ -398,6 +442,7 @@ impl ControllerDriver for KafkaController {
             isr: ids(&p.isr),
             elr: ids(&p.elr),
             fenced: ids(&fenced),
+            offline_logs: ids(&offline),
         }
     }
 }
@@ -425,7 +470,7 @@ pub fn kafka_takes(
     }
     match a {
         Action::MoveLeader { to } => to == 0,
-        Action::FenceBroker { broker, new_leader } => {
+        Action::FenceBroker { broker, new_leader } | Action::LogFails { broker, new_leader } => {
             c.leader != broker || new_leader == first_candidate(s, broker).map(|(b, _)| b)
         }
         Action::ElectLeader { .. } => false,
@@ -483,6 +528,25 @@ mod tests {
         assert_eq!(c.view().leader, Some(2));
         assert_eq!(c.view().isr, vec![2]);
         assert_eq!(c.view().elr, vec![1]);
+    }
+
+    #[test]
+    fn a_failed_log_leaves_isr_and_elr_and_is_never_elected() {
+        let mut c = KafkaController::new(3, 2, false, Faults::default()).unwrap();
+        assert!(c.log_fails(0, Some(2)).is_err(), "Kafka elects broker 1");
+        c.log_fails(0, Some(1)).unwrap();
+        let v = c.view();
+        assert_eq!(
+            (v.leader, v.isr.clone(), v.offline_logs.clone()),
+            (Some(1), vec![1, 2], vec![0])
+        );
+        assert!(c.log_fails(0, None).is_err(), "already offline");
+        // The others are fenced: nobody may lead, the failed replica least of all.
+        c.fence(2, None).unwrap();
+        c.fence(1, None).unwrap();
+        let v = c.view();
+        assert_eq!((v.leader, v.elr.clone()), (None, vec![1, 2]));
+        assert!(!v.elr.contains(&0));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn config(flush_every: bool, min_isr: u8) -> ModelConfig {
         // The broker's fetch responses travel on their own: the finer grain.
         fetch: osprey_model::FetchDelivery::Split,
         variant: None,
+        max_log_failures: 0,
     }
 }
 

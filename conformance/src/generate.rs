@@ -98,6 +98,10 @@ pub fn walk_configs() -> Vec<ModelConfig> {
             max_isr_changes: 3,
             ..d
         },
+        ModelConfig {
+            max_log_failures: 1,
+            ..d
+        },
     ]
 }
 
@@ -169,7 +173,8 @@ pub fn witnessed_along<M: Model>(
 
 /// The configurations the covering search runs, smallest first: two brokers with min ISR 1
 /// reach every step kind (an offline partition needs an ISR of one) within a few thousand
-/// states; the default bounds give the witnesses in the default setting.
+/// states; the default bounds give the witnesses in the default setting; one failed log
+/// (`LogFails`) last, so that the earlier traces stay as they were.
 pub fn covering_configs() -> Vec<ModelConfig> {
     let d = ModelConfig::default();
     vec![
@@ -181,6 +186,14 @@ pub fn covering_configs() -> Vec<ModelConfig> {
             ..d
         },
         d,
+        ModelConfig {
+            brokers: 2,
+            records: 1,
+            max_epoch: 2,
+            min_isr: 1,
+            max_log_failures: 1,
+            ..d
+        },
     ]
 }
 

@@ -329,6 +329,12 @@ impl Cluster {
                 .controller
                 .move_leader(i32::from(to))
                 .map_err(|e| e.to_string())?,
+            // The broker's log failed to open: it reports the replica offline, and its
+            // replica takes no further step (the broker hosts no log for it).
+            Action::LogFails { broker, new_leader } => self
+                .controller
+                .log_fails(i32::from(broker), new_leader.map(i32::from))
+                .map_err(|e| e.to_string())?,
         }
         self.forget_dropped_proposals();
         self.drop_stale_fetch_responses();

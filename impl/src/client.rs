@@ -129,6 +129,7 @@ pub fn api_key_of(request: &RequestKind) -> anyhow::Result<ApiKey> {
         RequestKind::BrokerRegistration(_) => ApiKey::BrokerRegistration,
         RequestKind::BrokerHeartbeat(_) => ApiKey::BrokerHeartbeat,
         RequestKind::AllocateProducerIds(_) => ApiKey::AllocateProducerIds,
+        RequestKind::AssignReplicasToDirs(_) => ApiKey::AssignReplicasToDirs,
         RequestKind::Vote(_) => ApiKey::Vote,
         RequestKind::BeginQuorumEpoch(_) => ApiKey::BeginQuorumEpoch,
         RequestKind::EndQuorumEpoch(_) => ApiKey::EndQuorumEpoch,

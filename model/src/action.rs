@@ -53,6 +53,15 @@ pub enum Action {
     ElectLeader { broker: BrokerId, unclean: bool },
     /// The controller moves leadership to another ISR member (preferred-leader election).
     MoveLeader { to: BrokerId },
+    /// A replica's log fails to open or recover (a corrupt segment, a gap between segments,
+    /// a malformed checkpoint): its broker reports it offline (AssignReplicasToDirs to
+    /// `DirectoryId.LOST`), and the controller takes it out of the ISR and the ELR; if it led,
+    /// `new_leader` is elected in the same partition change (or none). The replica takes no
+    /// further step.
+    LogFails {
+        broker: BrokerId,
+        new_leader: Option<BrokerId>,
+    },
 }
 
 impl Action {
@@ -73,11 +82,33 @@ impl Action {
             Action::UnfenceBroker { .. } => "UnfenceBroker",
             Action::ElectLeader { .. } => "ElectLeader",
             Action::MoveLeader { .. } => "MoveLeader",
+            Action::LogFails { .. } => "LogFails",
+        }
+    }
+
+    /// The broker whose replica takes this step, for the steps a replica takes on its own
+    /// log (none of which a replica whose log failed can take); `None` for the controller's.
+    pub fn replica_step_of(&self) -> Option<BrokerId> {
+        match *self {
+            Action::Produce { leader, .. }
+            | Action::ProposeIsrShrink { leader, .. }
+            | Action::ProposeIsrExpand { leader, .. }
+            | Action::AlterPartition { leader } => Some(leader),
+            Action::Fetch { follower } | Action::HandleFetchResponse { follower } => Some(follower),
+            Action::BecomeLeader { broker }
+            | Action::BecomeFollower { broker }
+            | Action::Crash { broker, .. }
+            | Action::Restart { broker } => Some(broker),
+            Action::FenceBroker { .. }
+            | Action::UnfenceBroker { .. }
+            | Action::ElectLeader { .. }
+            | Action::MoveLeader { .. }
+            | Action::LogFails { .. } => None,
         }
     }
 
     /// Every step kind, for coverage tables.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "Produce",
         "Fetch",
         "HandleFetchResponse",
@@ -92,6 +123,7 @@ impl Action {
         "UnfenceBroker",
         "ElectLeader",
         "MoveLeader",
+        "LogFails",
     ];
 
     /// A one-line description for counterexample tables.
@@ -139,6 +171,10 @@ impl Action {
                 }
             }
             Action::MoveLeader { to } => format!("MoveLeader to b{to}"),
+            Action::LogFails { broker, new_leader } => match new_leader {
+                Some(l) => format!("LogFails b{broker}, elect b{l}"),
+                None => format!("LogFails b{broker}"),
+            },
         }
     }
 }

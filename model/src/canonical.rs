@@ -395,6 +395,7 @@ impl Packed {
             c.isr.0,
             c.elr.0,
             c.fenced.0,
+            c.offline_logs.0,
         ]);
     }
     fn ghost(&mut self, g: &Ghost) {

@@ -270,6 +270,10 @@ pub struct ModelConfig {
     #[serde(default)]
     pub fetch: FetchDelivery,
     pub variant: Option<Variant>,
+    /// How many replicas' logs may fail (`LogFails`); 0 by default, so the default bounds
+    /// explore what they always did (absent from older traces: 0).
+    #[serde(default)]
+    pub max_log_failures: u8,
 }
 
 impl Default for ModelConfig {
@@ -286,6 +290,7 @@ impl Default for ModelConfig {
             acks: AcksChoice::All,
             fetch: FetchDelivery::Atomic,
             variant: None,
+            max_log_failures: 0,
         }
     }
 }
@@ -296,9 +301,10 @@ impl Default for ModelConfig {
 pub struct ConfigError(pub String);
 
 impl ModelConfig {
-    /// The largest partition epoch the bounds allow: one bump per election and per ISR change.
+    /// The largest partition epoch the bounds allow: one bump per election, per ISR change
+    /// and per failed log.
     pub fn max_partition_epoch(&self) -> u8 {
-        self.max_epoch + self.max_isr_changes
+        self.max_epoch + self.max_isr_changes + self.max_log_failures
     }
 
     pub fn is(&self, v: Variant) -> bool {
@@ -334,6 +340,12 @@ impl ModelConfig {
             return err(format!(
                 "--min-isr {} is out of range: 1 to the number of brokers ({})",
                 self.min_isr, self.brokers
+            ));
+        }
+        if self.max_log_failures > self.brokers {
+            return err(format!(
+                "--max-log-failures {} is out of range: 0 to the number of brokers ({})",
+                self.max_log_failures, self.brokers
             ));
         }
         if self.max_isr_changes > 20 {

@@ -65,6 +65,7 @@ impl PartitionModel {
                 isr: BrokerSet::all(n as usize),
                 elr: BrokerSet::EMPTY,
                 fenced: BrokerSet::EMPTY,
+                offline_logs: BrokerSet::EMPTY,
             },
             ghost: Ghost {
                 records: [RecordStatus::NotSent; MAX_RECORDS],
@@ -95,7 +96,8 @@ impl PartitionModel {
         let c = &s.controller;
         for b in 0..self.n() {
             let r = s.replica(b);
-            if r.alive {
+            // A replica whose log failed takes no step of its own (its broker hosts no log).
+            if r.alive && !c.offline_logs.contains(b) {
                 if r.is_leader(b) && s.next_record(cfg.records).is_some() {
                     out.push(Action::Produce {
                         leader: b,
@@ -151,7 +153,13 @@ impl PartitionModel {
                 if c.fenced.contains(b) {
                     out.push(Action::UnfenceBroker { broker: b });
                 }
-            } else if c.fenced.contains(b) {
+                if c.offline_logs.len() < cfg.max_log_failures as usize {
+                    self.log_failure_actions(c, b, out);
+                }
+            } else if r.alive && c.fenced.contains(b) {
+                // The broker still heartbeats: only its replica is offline.
+                out.push(Action::UnfenceBroker { broker: b });
+            } else if !r.alive && c.fenced.contains(b) {
                 out.push(Action::Restart { broker: b });
             }
             if !c.fenced.contains(b) && (!s.replica(b).alive || s.ghost.crashes < cfg.max_crashes) {
@@ -195,7 +203,11 @@ impl PartitionModel {
     /// members, else live ELR members (KIP-966), else, with unclean election on, any live
     /// replica. Returns whether the election is unclean, and the candidates.
     pub fn election_candidates(&self, c: &Controller, excluding: BrokerId) -> (bool, BrokerSet) {
-        let mut live = self.all().without_fenced(c.fenced);
+        // A replica whose log is offline is never a candidate, not even an unclean one.
+        let mut live = self
+            .all()
+            .without_fenced(c.fenced)
+            .without_fenced(c.offline_logs);
         if excluding != NO_BROKER {
             live = live.without(excluding);
         }
@@ -215,6 +227,12 @@ impl PartitionModel {
 
     /// Applies `action` to `s`; `None` when it is not enabled or would change nothing.
     pub fn step(&self, s: &PartitionState, action: Action) -> Option<PartitionState> {
+        if action
+            .replica_step_of()
+            .is_some_and(|b| s.controller.offline_logs.contains(b))
+        {
+            return None;
+        }
         let mut n = *s;
         let applied = match action {
             Action::Produce { leader, acks_all } => self.produce(&mut n, leader, acks_all),
@@ -243,6 +261,7 @@ impl PartitionModel {
             Action::UnfenceBroker { broker } => self.unfence_broker(&mut n, broker),
             Action::ElectLeader { broker, unclean } => self.elect_leader(&mut n, broker, unclean),
             Action::MoveLeader { to } => self.move_leader(&mut n, to),
+            Action::LogFails { broker, new_leader } => self.log_fails(&mut n, broker, new_leader),
         };
         if applied {
             crate::canonical::drop_stale_fetch_responses(&mut n);
@@ -353,6 +372,7 @@ impl PartitionModel {
         (0..self.n()).find(|&b| {
             let r = s.replica(b);
             r.alive
+                && !c.offline_logs.contains(b)
                 && c.leader != b
                 && r.leader != b
                 && r.inflight_fetch.is_none()
@@ -699,6 +719,8 @@ impl PartitionModel {
         let eligible =
             // KIP-841: a fenced broker is never added to the ISR.
             BrokerSet(proposed.0 & !c.isr.0 & c.fenced.0).is_empty()
+            // KIP-858: nor a replica whose log is offline.
+            && BrokerSet(proposed.0 & !c.isr.0 & c.offline_logs.0).is_empty()
             // KIP-903: nor one whose broker epoch is not the one the leader saw fetching.
             && (self.config.is(Variant::StaleBrokerEpoch)
                 || BrokerSet(proposed.0 & !c.isr.0)
@@ -976,6 +998,69 @@ impl PartitionModel {
         let mut next = c;
         self.install_leader(&mut next, b, unclean);
         next.leader_epoch += 1;
+        next.partition_epoch += 1;
+        s.controller = next;
+        true
+    }
+
+    /// The `LogFails` steps of broker `b`: one per leader the controller may elect in the
+    /// same change if `b` leads, else one.
+    fn log_failure_actions(&self, c: &Controller, b: BrokerId, out: &mut Vec<Action>) {
+        if c.leader != b {
+            out.push(Action::LogFails {
+                broker: b,
+                new_leader: None,
+            });
+            return;
+        }
+        let (_, candidates) = self.election_candidates(c, b);
+        if candidates.is_empty() {
+            out.push(Action::LogFails {
+                broker: b,
+                new_leader: None,
+            });
+        }
+        for l in candidates.iter() {
+            out.push(Action::LogFails {
+                broker: b,
+                new_leader: Some(l),
+            });
+        }
+    }
+
+    /// The model's `LogFails` (the controller's `assign_replicas_to_dirs` to
+    /// `DirectoryId.LOST`): the replica leaves the ISR without entering the ELR (it has no
+    /// log to serve), leaves the ELR, and, where it led, another leader is elected (ISR, else
+    /// ELR, else unclean if allowed, never a replica whose log is offline) or none.
+    fn log_fails(&self, s: &mut PartitionState, b: BrokerId, new_leader: Option<BrokerId>) -> bool {
+        let cfg = &self.config;
+        let c = s.controller;
+        if !s.replica(b).alive
+            || c.offline_logs.contains(b)
+            || c.offline_logs.len() >= cfg.max_log_failures as usize
+        {
+            return false;
+        }
+        let mut next = c;
+        next.offline_logs = c.offline_logs.with(b);
+        if c.isr.contains(b) {
+            self.set_isr(&mut next, c.isr.without(b), BrokerSet::EMPTY);
+        }
+        next.elr = next.elr.without(b);
+        if c.leader == b {
+            let (unclean, candidates) = self.election_candidates(&c, b);
+            match new_leader {
+                Some(l) if candidates.contains(l) => self.install_leader(&mut next, l, unclean),
+                None if candidates.is_empty() => next.leader = NO_BROKER,
+                _ => return false,
+            }
+            if next.leader_epoch >= cfg.max_epoch {
+                return false;
+            }
+            next.leader_epoch += 1;
+        } else if new_leader.is_some() {
+            return false;
+        }
         next.partition_epoch += 1;
         s.controller = next;
         true
@@ -1352,5 +1437,67 @@ mod tests {
         let s = m.step(&s, Action::Fetch { follower: 1 }).unwrap();
         assert!(m.step(&s, Action::Fetch { follower: 1 }).is_none());
         assert!(m.step(&s, Action::BecomeLeader { broker: 0 }).is_none());
+    }
+
+    #[test]
+    fn a_failed_log_leaves_isr_and_elr_and_is_never_elected() {
+        let m = PartitionModel::new(ModelConfig {
+            max_log_failures: 1,
+            ..ModelConfig::default()
+        });
+        let s = m.initial_state();
+        // Outside the bound: nothing.
+        assert!(model()
+            .step(
+                &s,
+                Action::LogFails {
+                    broker: 0,
+                    new_leader: Some(1)
+                }
+            )
+            .is_none());
+        // The leader's log fails: an ISR member is elected in the same change, not another.
+        assert!(m
+            .step(
+                &s,
+                Action::LogFails {
+                    broker: 0,
+                    new_leader: None
+                }
+            )
+            .is_none());
+        let s = m
+            .step(
+                &s,
+                Action::LogFails {
+                    broker: 0,
+                    new_leader: Some(1),
+                },
+            )
+            .unwrap();
+        let c = s.controller;
+        assert_eq!((c.leader, c.leader_epoch, c.partition_epoch), (1, 1, 1));
+        assert!(!c.isr.contains(0) && !c.elr.contains(0) && c.offline_logs.contains(0));
+        // The replica takes no step of its own, and only one log may fail.
+        assert!(m.step(&s, Action::BecomeFollower { broker: 0 }).is_none());
+        assert!(m
+            .step(
+                &s,
+                Action::LogFails {
+                    broker: 2,
+                    new_leader: None
+                }
+            )
+            .is_none());
+        // Never a candidate, not even an unclean one.
+        let u = PartitionModel::new(ModelConfig {
+            unclean: true,
+            min_isr: 1,
+            max_log_failures: 1,
+            ..ModelConfig::default()
+        });
+        let (_, candidates) = u.election_candidates(&c, 1);
+        assert!(!candidates.contains(0), "{candidates:?}");
+        assert!(crate::properties::offline_log_never_leader(&m, &s));
     }
 }

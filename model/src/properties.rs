@@ -107,6 +107,15 @@ pub fn high_watermark_below_log_end(m: &PartitionModel, s: &PartitionState) -> b
         .all(|r| r.high_watermark <= r.log_end_offset())
 }
 
+/// A replica whose log failed (`LogFails`) is never the partition's leader, and never in
+/// the ISR or the ELR.
+pub fn offline_log_never_leader(_: &PartitionModel, s: &PartitionState) -> bool {
+    let c = &s.controller;
+    (c.leader == NO_BROKER || !c.offline_logs.contains(c.leader))
+        && (c.isr.0 & c.offline_logs.0) == 0
+        && (c.elr.0 & c.offline_logs.0) == 0
+}
+
 /// Witness: an acks=all record is acknowledged.
 pub fn record_committed(m: &PartitionModel, s: &PartitionState) -> bool {
     s.ghost.records[..m.config.records as usize]
@@ -160,6 +169,7 @@ pub fn all() -> Vec<Property<PartitionModel>> {
         Property::always("LeaderInIsr", leader_in_isr),
         Property::always("IsrValid", isr_valid),
         Property::always("HighWatermarkBelowLogEnd", high_watermark_below_log_end),
+        Property::always("OfflineLogNeverLeader", offline_log_never_leader),
         Property::sometimes("RecordCommitted", record_committed),
         Property::sometimes("FailoverKeepsCommitted", failover_keeps_committed),
         Property::sometimes("IsrShrinksAndExpands", isr_shrinks_and_expands),

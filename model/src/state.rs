@@ -145,6 +145,9 @@ pub struct Controller {
     pub elr: BrokerSet,
     /// Brokers the controller has fenced (missed heartbeats, or restarted and not yet caught up).
     pub fenced: BrokerSet,
+    /// Replicas whose log failed to open or recover (`LogFails`): their broker assigned them
+    /// to `DirectoryId.LOST` (KIP-858). Never in the ISR or ELR, never elected.
+    pub offline_logs: BrokerSet,
 }
 
 /// Where a record stands from the producer's point of view.

@@ -113,7 +113,8 @@ fn sort_key(s: &PartitionState, b: BrokerId) -> [u8; KEY_BYTES] {
     let member = u8::from(c.isr.contains(b))
         | u8::from(c.elr.contains(b)) << 1
         | u8::from(c.fenced.contains(b)) << 2
-        | u8::from(s.ghost.unclean_shutdown.contains(b)) << 3;
+        | u8::from(s.ghost.unclean_shutdown.contains(b)) << 3
+        | u8::from(c.offline_logs.contains(b)) << 4;
     put(&[role, member]);
     for e in r.log.entries() {
         put(&[e.record, e.epoch]);
@@ -214,6 +215,7 @@ pub fn renamed(s: &PartitionState, order: &[BrokerId; MAX_BROKERS]) -> Partition
     out.controller.isr = c.isr.permuted(&map);
     out.controller.elr = c.elr.permuted(&map);
     out.controller.fenced = c.fenced.permuted(&map);
+    out.controller.offline_logs = c.offline_logs.permuted(&map);
     out.ghost.unclean_shutdown = s.ghost.unclean_shutdown.permuted(&map);
     for st in out.ghost.records.iter_mut() {
         if let RecordStatus::Pending { leader, .. } = st {

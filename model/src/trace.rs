@@ -54,6 +54,9 @@ pub struct ControllerView {
     pub isr: Vec<BrokerId>,
     pub elr: Vec<BrokerId>,
     pub fenced: Vec<BrokerId>,
+    /// Replicas whose log failed (`LogFails`); absent from traces that have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offline_logs: Vec<BrokerId>,
 }
 
 /// A state of the model, as traces show it.
@@ -117,6 +120,7 @@ impl StateView {
                 isr: c.isr.to_vec(),
                 elr: c.elr.to_vec(),
                 fenced: c.fenced.to_vec(),
+                offline_logs: c.offline_logs.to_vec(),
             },
             records: s.ghost.records[..model.config.records as usize].to_vec(),
         }
@@ -266,6 +270,9 @@ fn controller_cell(c: &ControllerView) -> String {
     }
     if !c.fenced.is_empty() {
         let _ = write!(s, " fenced{{{}}}", fmt_ids(&c.fenced));
+    }
+    if !c.offline_logs.is_empty() {
+        let _ = write!(s, " offline{{{}}}", fmt_ids(&c.offline_logs));
     }
     s
 }

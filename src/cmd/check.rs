@@ -30,6 +30,10 @@ pub struct ModelArgs {
     /// min.insync.replicas.
     #[arg(long, default_value_t = 2)]
     pub min_isr: u8,
+    /// Replicas whose log may fail to open or recover (the `LogFails` step: the replica is
+    /// reported offline and never elected).
+    #[arg(long, default_value_t = 0)]
+    pub max_log_failures: u8,
     /// unclean.leader.election.enable=true.
     #[arg(long)]
     pub unclean: bool,
@@ -72,6 +76,7 @@ impl ModelArgs {
                 .fetch
                 .unwrap_or_else(|| FetchDelivery::default_for(variant)),
             variant,
+            max_log_failures: self.max_log_failures,
         })
     }
 }
@@ -245,7 +250,12 @@ pub fn describe_config(c: &ModelConfig) -> String {
             AcksChoice::Both => "all|1",
         },
         c.fetch,
-        c.variant
+        if c.max_log_failures > 0 {
+            format!(", {} log failure(s)", c.max_log_failures)
+        } else {
+            String::new()
+        } + &c
+            .variant
             .map(|v| format!(", variant {v} ({})", v.description()))
             .unwrap_or_default()
     )

@@ -22,6 +22,9 @@ fn config(args: &CheckArgs) -> Result<KraftConfig, ConfigError> {
     if m.min_isr != partition.min_isr {
         return only("--min-isr");
     }
+    if m.max_log_failures != partition.max_log_failures {
+        return only("--max-log-failures");
+    }
     if m.unclean {
         return only("--unclean");
     }

@@ -198,6 +198,7 @@ async fn execute(args: TopicsArgs) -> anyhow::Result<String> {
                         leader: p.leader_id.0,
                         replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                         isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                        offline: p.offline_replicas.iter().map(|b| b.0).collect(),
                     })
                     .collect();
                 partitions.sort_by_key(|p| p.partition);
@@ -293,6 +294,9 @@ pub struct PartitionDescription {
     pub leader: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Metadata's offline replicas: fenced or unregistered brokers, and replicas whose log
+    /// is offline (it failed to open or recover).
+    pub offline: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +315,7 @@ fn join(ids: &[i32]) -> String {
 
 /// kafka-topics.sh's describe layout: a topic line (omitted when filtering partitions),
 /// then one tab-indented, tab-separated line per partition; a partition without a leader
-/// shows `Leader: none`.
+/// shows `Leader: none`, and one with offline replicas ends with `Offline: <ids>`.
 pub fn format_describe(topics: &[TopicDescription], filter: Filter) -> String {
     let mut out = String::new();
     for t in topics {
@@ -347,13 +351,17 @@ pub fn format_describe(topics: &[TopicDescription], filter: Filter) -> String {
                 p.leader.to_string()
             };
             out.push_str(&format!(
-                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
+                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
                 t.name,
                 p.partition,
                 leader,
                 join(&p.replicas),
                 join(&p.isr)
             ));
+            if !p.offline.is_empty() {
+                out.push_str(&format!("\tOffline: {}", join(&p.offline)));
+            }
+            out.push('\n');
         }
     }
     out
@@ -374,12 +382,14 @@ mod tests {
                     leader: 1,
                     replicas: vec![1, 2, 3],
                     isr: vec![1, 2, 3],
+                    offline: vec![],
                 },
                 PartitionDescription {
                     partition: 1,
                     leader: -1,
                     replicas: vec![2, 3, 1],
                     isr: vec![2],
+                    offline: vec![3, 1],
                 },
             ],
         }
@@ -392,7 +402,7 @@ mod tests {
             out,
             "Topic: orders\tTopicId: 2d4f1c0e-0000-4000-8000-000000000001\tPartitionCount: 2\tReplicationFactor: 3\tConfigs: min.insync.replicas=2\n\
              \tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,2,3\n\
-             \tTopic: orders\tPartition: 1\tLeader: none\tReplicas: 2,3,1\tIsr: 2\n"
+             \tTopic: orders\tPartition: 1\tLeader: none\tReplicas: 2,3,1\tIsr: 2\tOffline: 3,1\n"
         );
     }
 
@@ -401,7 +411,7 @@ mod tests {
         let out = format_describe(&[orders()], Filter::UnderReplicated);
         assert_eq!(
             out,
-            "\tTopic: orders\tPartition: 1\tLeader: none\tReplicas: 2,3,1\tIsr: 2\n"
+            "\tTopic: orders\tPartition: 1\tLeader: none\tReplicas: 2,3,1\tIsr: 2\tOffline: 3,1\n"
         );
         assert_eq!(format_describe(&[orders()], Filter::Unavailable), out);
     }

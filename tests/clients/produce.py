@@ -1,6 +1,7 @@
 """Produces --count records with confluent-kafka (librdkafka) and prints what was
 acknowledged as JSON: {"acked": [[partition, offset, value], ...], "errors": [...]}.
-With --kill-pid P --kill-at K, sends SIGKILL to P after K records were handed over."""
+With --kill-pid P --kill-at K, sends SIGKILL to P after K records were handed over.
+--batch-size caps librdkafka's batches (for brokers with small segments)."""
 import argparse, json, os, signal, sys, time
 from confluent_kafka import Producer
 
@@ -15,6 +16,7 @@ ap.add_argument("--kill-at", type=int, default=-1)
 ap.add_argument("--prefix", default="")
 ap.add_argument("--timeout-ms", type=int, default=60000)
 ap.add_argument("--compression", default="none")
+ap.add_argument("--batch-size", type=int)
 a = ap.parse_args()
 
 conf = {"bootstrap.servers": a.bootstrap, "acks": a.acks, "linger.ms": 5,
@@ -22,6 +24,8 @@ conf = {"bootstrap.servers": a.bootstrap, "acks": a.acks, "linger.ms": 5,
         "compression.type": a.compression}
 if not a.idempotent:
     conf["retries"] = 0
+if a.batch_size:
+    conf["batch.size"] = a.batch_size
 p = Producer(conf)
 acked, errors = [], []
 def cb(err, msg):

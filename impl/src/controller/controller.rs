@@ -12,7 +12,10 @@ use super::assignment::{
 use super::election::{election_candidates, in_replica_order, PartitionChange};
 use super::error::{fail, ControllerError};
 use super::image::{MetadataImage, PartitionImage};
-use super::records::{ConfigResourceType, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId};
+use super::records::{
+    ConfigResourceType, DirectoryId, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId,
+    DIRECTORY_LOST,
+};
 use super::topic_config::{self, parse_bool, MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION_ENABLE};
 use crate::fault;
 use crate::faults::Faults;
@@ -491,6 +494,82 @@ impl Controller {
         }
     }
 
+    /// AssignReplicasToDirs (KIP-858) from `broker_id`: each named replica of it now lives in
+    /// the given log directory. Assigned to [`DIRECTORY_LOST`] (its log failed to open or
+    /// recover: the model's `LogFails`), the replica leaves the ISR and the ELR, and where it
+    /// led another replica is elected (ISR, else ELR, else unclean if the topic allows it,
+    /// never one whose log is offline), as Kafka's controller handles an assignment to an
+    /// offline directory. Assigned anywhere else, the replica's log is online again: it
+    /// rejoins the ISR only through its leader's AlterPartition once it has caught up.
+    /// One result per assignment, in order: UNKNOWN_TOPIC_ID, or NOT_LEADER_OR_FOLLOWER when
+    /// the broker is not a replica of that partition.
+    pub fn assign_replicas_to_dirs(
+        &mut self,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        assignments: &[(TopicId, i32, DirectoryId)],
+    ) -> Result<Vec<Result<()>>> {
+        self.check_broker_epoch(broker_id, broker_epoch)?;
+        Ok(assignments
+            .iter()
+            .map(|(topic_id, partition, dir)| {
+                self.assign_replica_to_dir(broker_id, *topic_id, *partition, *dir)
+            })
+            .collect())
+    }
+
+    fn assign_replica_to_dir(
+        &mut self,
+        broker_id: BrokerId,
+        topic_id: TopicId,
+        partition: i32,
+        dir: DirectoryId,
+    ) -> Result<()> {
+        let Some(t) = self.image.topic_by_id(&topic_id) else {
+            return fail(E::UnknownTopicId, "Unknown topic id");
+        };
+        let topic = t.name.clone();
+        let Some(p) = self.image.partition(&topic, partition).cloned() else {
+            return fail(
+                E::UnknownTopicOrPartition,
+                format!("Unknown partition {topic}-{partition}"),
+            );
+        };
+        if !p.replicas.contains(&broker_id) {
+            return fail(
+                E::NotLeaderOrFollower,
+                format!("Broker {broker_id} is not a replica of {topic}-{partition}"),
+            );
+        }
+        let mut change = self.partition_change(&p, &topic);
+        change.set_directory(broker_id, dir);
+        if dir == DIRECTORY_LOST {
+            if p.isr.contains(&broker_id) {
+                let isr: Vec<BrokerId> =
+                    p.isr.iter().copied().filter(|b| *b != broker_id).collect();
+                change.set_isr(&isr, &[]);
+            }
+            change.elr.retain(|b| *b != broker_id);
+            if p.leader == broker_id {
+                let mut after = p.clone();
+                after.directories.clone_from(&change.directories);
+                after.isr.clone_from(&change.isr);
+                after.elr.clone_from(&change.elr);
+                let unclean = self.unclean_leader_election_enable(&topic);
+                change.elect(election_candidates(
+                    &after,
+                    |b| self.image.is_live(b),
+                    broker_id,
+                    unclean,
+                ));
+            }
+        }
+        if let Some(rec) = change.into_record(topic_id, partition, &p) {
+            self.append(rec);
+        }
+        Ok(())
+    }
+
     // -------------------------------------------------------------------------------------
     // Topics
 
@@ -615,6 +694,7 @@ impl Controller {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 leader_recovery_state: LeaderRecoveryState::Recovered,
+                directories: Vec::new(),
             });
         }
     }
@@ -904,6 +984,7 @@ impl Controller {
             let why = match self.image.broker(*b) {
                 None => Some("not registered".to_string()),
                 Some(r) if r.fenced => Some("fenced".to_string()),
+                Some(_) if p.is_log_offline(*b) => Some("its log is offline".to_string()),
                 // Fault: before KIP-903 the members' broker epochs were not checked.
                 Some(r)
                     if *epoch != UNKNOWN_BROKER_EPOCH

@@ -1075,3 +1075,77 @@ proptest::proptest! {
         proptest::prop_assert_eq!(a.image(), b.image());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// AssignReplicasToDirs (KIP-858): a replica whose log failed
+
+#[test]
+fn a_replica_assigned_to_lost_leaves_isr_and_elr_and_is_never_elected() {
+    let (mut c, epochs) = cluster(3, ControllerConfig::default());
+    c.create_topic(T, Some(1), Some(3), None, &with_min_isr("2", "true"))
+        .unwrap();
+    let id = topic_id(&c);
+    let p = part(&c, 0);
+    let leader = p.leader;
+    // A stale broker epoch, an unknown topic, a broker that is not a replica.
+    assert_eq!(
+        code(c.assign_replicas_to_dirs(leader, 999, &[(id, 0, DIRECTORY_LOST)])),
+        E::StaleBrokerEpoch
+    );
+    let e = epochs[leader as usize];
+    let r = c
+        .assign_replicas_to_dirs(leader, e, &[([9; 16], 0, DIRECTORY_LOST)])
+        .unwrap();
+    assert_eq!(r[0].as_ref().unwrap_err().error, E::UnknownTopicId);
+    c.drain_records();
+    // The leader's log fails: the next ISR member leads, in one partition change.
+    let r = c
+        .assign_replicas_to_dirs(leader, e, &[(id, 0, DIRECTORY_LOST)])
+        .unwrap();
+    assert!(r[0].is_ok());
+    let recs = c.drain_records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let q = part(&c, 0);
+    assert!(q.is_log_offline(leader));
+    assert!(!q.isr.contains(&leader) && !q.elr.contains(&leader));
+    assert_eq!(q.leader, q.isr[0]);
+    assert_eq!(q.leader_epoch, p.leader_epoch + 1);
+    assert_eq!(c.image().offline_replicas(T, 0), vec![leader]);
+    // The leader may not add it back while its log is offline.
+    let others: Vec<i32> = q.isr.clone();
+    let mut with_it: Vec<(i32, i64)> = others.iter().map(|b| (*b, epochs[*b as usize])).collect();
+    with_it.push((leader, e));
+    assert_eq!(
+        code(c.alter_partition(
+            q.leader,
+            epochs[q.leader as usize],
+            &alter(&c, q.leader, &with_it)
+        )),
+        E::IneligibleReplica
+    );
+    // Every other broker gone: even with unclean election on, nobody is elected.
+    c.heartbeat(leader, e, i64::MAX, false, false, 9000)
+        .unwrap();
+    assert_eq!(c.tick(9001).len(), 2);
+    let gone = part(&c, 0);
+    assert_eq!(gone.leader, NO_BROKER);
+    assert_eq!(
+        code(
+            c.elect_leaders(ElectionType::Unclean, &[(T.to_string(), 0)])
+                .remove(0)
+        ),
+        E::EligibleLeadersNotAvailable
+    );
+    // Repaired: assigned to its directory again, it is online (and may be elected
+    // uncleanly, as the topic allows; it holds an empty log or its repaired one).
+    let r = c
+        .assign_replicas_to_dirs(leader, e, &[(id, 0, [7; 16])])
+        .unwrap();
+    assert!(r[0].is_ok());
+    assert!(!part(&c, 0).is_log_offline(leader));
+    assert!(c
+        .image()
+        .offline_replicas(T, 0)
+        .iter()
+        .all(|b| *b != leader));
+}

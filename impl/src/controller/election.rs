@@ -5,7 +5,7 @@
 //! rules, and becomes a `PartitionChangeRecord` naming only what changed (or nothing at all).
 
 use super::image::PartitionImage;
-use super::records::{LeaderRecoveryState, MetadataRecord, TopicId};
+use super::records::{DirectoryId, LeaderRecoveryState, MetadataRecord, TopicId};
 use crate::replication::{BrokerId, NO_BROKER};
 
 /// The members of `set` in the partition's replica order (KRaft keeps ISR and ELR lists in
@@ -16,7 +16,9 @@ pub fn in_replica_order(replicas: &[BrokerId], set: impl Fn(BrokerId) -> bool) -
 
 /// Who may lead when `excluding` loses leadership (the model's `election_candidates`): live
 /// ISR members, else live ELR members (KIP-966), else, when unclean election is allowed, any
-/// live replica. Returns whether the election is unclean, and the candidates in replica order
+/// live replica. A replica whose log is offline ([`PartitionImage::is_log_offline`], the
+/// model's `LogFails`) is never a candidate, not even for an unclean election: it has no log
+/// to serve. Returns whether the election is unclean, and the candidates in replica order
 /// (the first is elected).
 pub fn election_candidates(
     p: &PartitionImage,
@@ -24,7 +26,7 @@ pub fn election_candidates(
     excluding: BrokerId,
     unclean_allowed: bool,
 ) -> (bool, Vec<BrokerId>) {
-    let live = |b: BrokerId| b != excluding && is_live(b);
+    let live = |b: BrokerId| b != excluding && is_live(b) && !p.is_log_offline(b);
     let isr = in_replica_order(&p.replicas, |b| p.isr.contains(&b) && live(b));
     if !isr.is_empty() {
         return (false, isr);
@@ -53,6 +55,8 @@ pub struct PartitionChange {
     pub leader_recovery_state: LeaderRecoveryState,
     /// Whether ISR changes keep the ELR (KIP-966); off only under a test fault.
     pub elr_enabled: bool,
+    /// Each replica's log directory in replica order (KIP-858; empty: all unassigned).
+    pub directories: Vec<DirectoryId>,
 }
 
 impl PartitionChange {
@@ -66,7 +70,19 @@ impl PartitionChange {
             leader: p.leader,
             leader_recovery_state: p.leader_recovery_state,
             elr_enabled: true,
+            directories: p.directories.clone(),
         }
+    }
+
+    /// Records `replica`'s log directory (KIP-858's AssignReplicasToDirs).
+    pub fn set_directory(&mut self, replica: BrokerId, dir: DirectoryId) {
+        let Some(i) = self.replicas.iter().position(|r| *r == replica) else {
+            return;
+        };
+        if self.directories.len() != self.replicas.len() {
+            self.directories = vec![super::records::DIRECTORY_UNASSIGNED; self.replicas.len()];
+        }
+        self.directories[i] = dir;
     }
 
     /// The model's `set_isr` (KIP-966): replicas that leave an ISR smaller than
@@ -122,7 +138,19 @@ impl PartitionChange {
         let leader = (self.leader != old.leader).then_some(self.leader);
         let leader_recovery_state = (self.leader_recovery_state != old.leader_recovery_state)
             .then_some(self.leader_recovery_state);
-        if isr.is_none() && elr.is_none() && leader.is_none() && leader_recovery_state.is_none() {
+        let directories = {
+            let unassigned =
+                |d: &[DirectoryId]| d.iter().all(|x| *x == super::records::DIRECTORY_UNASSIGNED);
+            let same = self.directories == old.directories
+                || (unassigned(&self.directories) && unassigned(&old.directories));
+            (!same).then_some(self.directories)
+        };
+        if isr.is_none()
+            && elr.is_none()
+            && leader.is_none()
+            && leader_recovery_state.is_none()
+            && directories.is_none()
+        {
             return None;
         }
         Some(MetadataRecord::PartitionChange {
@@ -132,6 +160,7 @@ impl PartitionChange {
             elr,
             leader,
             leader_recovery_state,
+            directories,
         })
     }
 }
@@ -149,6 +178,7 @@ mod tests {
             leader_epoch: 0,
             partition_epoch: 0,
             leader_recovery_state: LeaderRecoveryState::Recovered,
+            directories: vec![],
         }
     }
 
@@ -238,5 +268,20 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_replica_with_an_offline_log_is_never_a_candidate() {
+        let all = |_| true;
+        let mut p = part(&[1, 2, 3], &[], 1);
+        let mut c = PartitionChange::new(&p, 1);
+        c.set_directory(2, super::super::records::DIRECTORY_LOST);
+        p.directories = c.directories.clone();
+        assert_eq!(election_candidates(&p, all, 1, false), (false, vec![3]));
+        // Not from the ELR, not even unclean.
+        let mut q = part(&[1], &[2], 1);
+        q.directories = p.directories.clone();
+        assert_eq!(election_candidates(&q, all, 1, false), (false, vec![]));
+        assert_eq!(election_candidates(&q, all, 1, true), (true, vec![3]));
     }
 }

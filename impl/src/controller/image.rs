@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::records::{ConfigResourceType, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId};
+use super::records::{
+    ConfigResourceType, DirectoryId, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId,
+    DIRECTORY_LOST, DIRECTORY_UNASSIGNED,
+};
 use crate::replication::{BrokerId, NO_BROKER};
 
 /// What the metadata says about one broker. Its last heartbeat time is not here: that is the
@@ -38,9 +41,29 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub leader_recovery_state: LeaderRecoveryState,
+    /// Each replica's log directory in replica order (KIP-858); empty when all are
+    /// unassigned. See [`PartitionImage::is_log_offline`].
+    pub directories: Vec<DirectoryId>,
 }
 
 impl PartitionImage {
+    /// The log directory of `replica` ([`DIRECTORY_UNASSIGNED`] if none is recorded).
+    pub fn directory(&self, replica: BrokerId) -> DirectoryId {
+        self.replicas
+            .iter()
+            .position(|r| *r == replica)
+            .and_then(|i| self.directories.get(i))
+            .copied()
+            .unwrap_or(DIRECTORY_UNASSIGNED)
+    }
+
+    /// Whether `replica`'s log is offline: its broker assigned it to
+    /// [`DIRECTORY_LOST`] because the log failed to open or recover. Such a replica may
+    /// neither lead nor be in the ISR or ELR.
+    pub fn is_log_offline(&self, replica: BrokerId) -> bool {
+        self.directory(replica) == DIRECTORY_LOST
+    }
+
     /// Whether the partition has a leader.
     pub fn is_online(&self) -> bool {
         self.leader != NO_BROKER
@@ -167,6 +190,7 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
                 leader_recovery_state,
+                directories,
             } => {
                 let Some(topic) = self.topic_by_id_mut(topic_id) else {
                     return;
@@ -179,6 +203,7 @@ impl MetadataImage {
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
                     leader_recovery_state: *leader_recovery_state,
+                    directories: directories.clone(),
                 };
                 let Ok(p) = usize::try_from(*partition) else {
                     return;
@@ -196,6 +221,7 @@ impl MetadataImage {
                 elr,
                 leader,
                 leader_recovery_state,
+                directories,
             } => {
                 let Some(topic) = self.topic_by_id_mut(topic_id) else {
                     return;
@@ -220,6 +246,12 @@ impl MetadataImage {
                 }
                 if let Some(s) = leader_recovery_state {
                     p.leader_recovery_state = *s;
+                }
+                if let Some(d) = directories {
+                    p.directories.clone_from(d);
+                    if p.directories.iter().all(|d| *d == DIRECTORY_UNASSIGNED) {
+                        p.directories.clear();
+                    }
                 }
                 p.partition_epoch += 1;
             }
@@ -295,6 +327,7 @@ impl MetadataImage {
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
                     leader_recovery_state: p.leader_recovery_state,
+                    directories: p.directories.clone(),
                 });
             }
         }
@@ -426,14 +459,16 @@ impl MetadataImage {
             .unwrap_or_default()
     }
 
-    /// The partition's replicas that cannot serve: unregistered or fenced brokers.
+    /// The partition's replicas that cannot serve: unregistered or fenced brokers, and
+    /// replicas whose log is offline ([`PartitionImage::is_log_offline`]), as Kafka's
+    /// Metadata counts a replica in an offline log directory.
     pub fn offline_replicas(&self, topic: &str, partition: i32) -> Vec<BrokerId> {
         self.partition(topic, partition)
             .map(|p| {
                 p.replicas
                     .iter()
                     .copied()
-                    .filter(|r| !self.is_live(*r))
+                    .filter(|r| !self.is_live(*r) || p.is_log_offline(*r))
                     .collect()
             })
             .unwrap_or_default()
@@ -486,6 +521,7 @@ mod tests {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 leader_recovery_state: LeaderRecoveryState::Recovered,
+                directories: vec![],
             },
         ];
         for (i, r) in recs.iter().enumerate() {
@@ -537,6 +573,7 @@ mod tests {
             elr: None,
             leader,
             leader_recovery_state: None,
+            directories: None,
         };
         img.apply(5, &change(Some(vec![1]), None));
         let p = img.partition("t", 0).unwrap();
@@ -590,6 +627,7 @@ mod tests {
                 elr: None,
                 leader: Some(-1),
                 leader_recovery_state: None,
+                directories: None,
             },
             MetadataRecord::PartitionChange {
                 topic_id: ID,
@@ -598,6 +636,7 @@ mod tests {
                 elr: None,
                 leader: Some(-1),
                 leader_recovery_state: None,
+                directories: None,
             },
             MetadataRecord::FenceBroker {
                 broker_id: 42,
@@ -625,5 +664,41 @@ mod tests {
             },
         );
         assert_eq!(img.next_producer_id(), 1000);
+    }
+
+    #[test]
+    fn a_replica_assigned_to_the_lost_directory_is_offline_until_assigned_again() {
+        let mut img = image_with_partition();
+        img.apply(
+            10,
+            &MetadataRecord::UnfenceBroker {
+                broker_id: 2,
+                broker_epoch: 1,
+            },
+        );
+        assert_eq!(img.offline_replicas("t", 0), Vec::<BrokerId>::new());
+        let dirs = |d: Vec<DirectoryId>| MetadataRecord::PartitionChange {
+            topic_id: ID,
+            partition: 0,
+            isr: None,
+            elr: None,
+            leader: None,
+            leader_recovery_state: None,
+            directories: Some(d),
+        };
+        img.apply(11, &dirs(vec![DIRECTORY_UNASSIGNED, DIRECTORY_LOST]));
+        let p = img.partition("t", 0).unwrap();
+        assert!(p.is_log_offline(2) && !p.is_log_offline(1));
+        assert_eq!(p.partition_epoch, 1);
+        assert_eq!(img.offline_replicas("t", 0), vec![2]);
+        // A snapshot keeps the directories.
+        let snap = MetadataImage::from_snapshot(12, img.image_records().iter());
+        assert_eq!(snap.partition("t", 0), img.partition("t", 0));
+        img.apply(12, &dirs(vec![DIRECTORY_UNASSIGNED, [7; 16]]));
+        assert!(!img.partition("t", 0).unwrap().is_log_offline(2));
+        assert_eq!(img.offline_replicas("t", 0), Vec::<BrokerId>::new());
+        // All unassigned again: nothing recorded.
+        img.apply(13, &dirs(vec![DIRECTORY_UNASSIGNED; 2]));
+        assert!(img.partition("t", 0).unwrap().directories.is_empty());
     }
 }

@@ -56,4 +56,7 @@ pub use controller::{
 };
 pub use error::ControllerError;
 pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
-pub use records::{ConfigResourceType, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId};
+pub use records::{
+    ConfigResourceType, DirectoryId, Endpoint, LeaderRecoveryState, MetadataRecord, TopicId,
+    DIRECTORY_LOST, DIRECTORY_UNASSIGNED,
+};

@@ -29,6 +29,19 @@ pub fn topic_id_string(id: &TopicId) -> String {
     )
 }
 
+/// A log directory id (Kafka's `Uuid`, KIP-858): where a replica's log lives.
+pub type DirectoryId = [u8; 16];
+
+/// Kafka's `DirectoryId.UNASSIGNED` (`Uuid(0, 0)`): the replica's directory is not known;
+/// it counts as online. Every replica starts here, and Osprey's brokers (one log
+/// directory each) leave it there while the replica's log is healthy.
+pub const DIRECTORY_UNASSIGNED: DirectoryId = [0; 16];
+
+/// Kafka's `DirectoryId.LOST` (`Uuid(0, 1)`): the replica's log is offline. Such a replica
+/// is an offline replica in Metadata, is in neither the ISR nor the ELR, and is never
+/// elected, until its broker assigns it to a directory again.
+pub const DIRECTORY_LOST: DirectoryId = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
 /// One listener of a broker, as in `RegisterBrokerRecord.EndPoints`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -122,6 +135,10 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         partition_epoch: i32,
         leader_recovery_state: LeaderRecoveryState,
+        /// Each replica's log directory, in replica order (KIP-858's `Directories`); empty
+        /// when every replica's is [`DIRECTORY_UNASSIGNED`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        directories: Vec<DirectoryId>,
     },
     /// A change to one partition. Fields left `None` are unchanged. Applying it bumps the
     /// partition epoch, and the leader epoch too when the leader changes.
@@ -133,6 +150,10 @@ pub enum MetadataRecord {
         /// `Some(-1)`: the partition goes offline.
         leader: Option<BrokerId>,
         leader_recovery_state: Option<LeaderRecoveryState>,
+        /// Every replica's log directory, in replica order (KIP-858), when one changed: a
+        /// replica assigned to [`DIRECTORY_LOST`] has an offline log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        directories: Option<Vec<DirectoryId>>,
     },
     /// A topic was deleted, with its partitions and configs.
     RemoveTopic { topic_id: TopicId },
@@ -228,6 +249,7 @@ mod tests {
                 leader_epoch: 2,
                 partition_epoch: 5,
                 leader_recovery_state: LeaderRecoveryState::Recovered,
+                directories: vec![DIRECTORY_UNASSIGNED, DIRECTORY_LOST, DIRECTORY_UNASSIGNED],
             },
             MetadataRecord::PartitionChange {
                 topic_id: id,
@@ -236,6 +258,7 @@ mod tests {
                 elr: None,
                 leader: Some(-1),
                 leader_recovery_state: Some(LeaderRecoveryState::Recovering),
+                directories: Some(vec![DIRECTORY_LOST, DIRECTORY_UNASSIGNED, [9; 16]]),
             },
             MetadataRecord::RemoveTopic { topic_id: id },
             MetadataRecord::Config {

@@ -17,15 +17,14 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
 pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
 
-/// Every topic config the controller accepts.
-pub const SUPPORTED: [&str; 11] = [
+/// Every topic config the controller accepts (`segment.ms` is refused by name).
+pub const SUPPORTED: [&str; 10] = [
     MIN_INSYNC_REPLICAS,
     UNCLEAN_LEADER_ELECTION_ENABLE,
     RETENTION_MS,
     RETENTION_BYTES,
     CLEANUP_POLICY,
     SEGMENT_BYTES,
-    SEGMENT_MS,
     MAX_MESSAGE_BYTES,
     MESSAGE_TIMESTAMP_TYPE,
     MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
@@ -78,7 +77,12 @@ pub fn validate(name: &str, value: &str) -> Result<(), ControllerError> {
         RETENTION_BYTES => int_at_least(i64::MIN, i64::MAX),
         // Osprey's log cannot roll below one batch header (Kafka's own floor is lower).
         SEGMENT_BYTES => int_at_least(BATCH_HEADER_LEN as i64, i32::MAX.into()),
-        SEGMENT_MS => int_at_least(1, i64::MAX),
+        // Osprey rolls segments by size only: a time-based roll it would not do is refused
+        // rather than accepted and ignored.
+        SEGMENT_MS => fail(
+            ResponseError::InvalidConfig,
+            format!("Invalid value {value} for configuration {name}: Osprey rolls segments by size only (segment.bytes); segment.ms is not supported"),
+        ),
         MAX_MESSAGE_BYTES => int_at_least(0, i32::MAX.into()),
         MESSAGE_TIMESTAMP_BEFORE_MAX_MS | MESSAGE_TIMESTAMP_AFTER_MAX_MS => {
             int_at_least(0, i64::MAX)
@@ -123,7 +127,6 @@ mod tests {
             (RETENTION_BYTES, "1073741824"),
             (CLEANUP_POLICY, "delete"),
             (SEGMENT_BYTES, "1048576"),
-            (SEGMENT_MS, "604800000"),
             (MAX_MESSAGE_BYTES, "1048588"),
         ] {
             assert_eq!(validate(k, v), Ok(()), "{k}={v}");
@@ -141,6 +144,7 @@ mod tests {
             (CLEANUP_POLICY, "compact"),
             (SEGMENT_BYTES, "10"),
             (SEGMENT_BYTES, "4294967296"),
+            (SEGMENT_MS, "604800000"),
         ] {
             let e = validate(k, v).unwrap_err();
             assert_eq!(e.error, ResponseError::InvalidConfig, "{k}={v}");

@@ -121,11 +121,12 @@ fn api_versions(s: &NodeShared) -> ApiVersionsResponse {
 /// serves them (a client negotiating from ApiVersions must not be told otherwise).
 /// DescribeQuorum is not among them: a broker forwards it to the active controller, as
 /// Kafka's brokers do, so `metadata-quorum describe --bootstrap-server` works.
-pub const CONTROLLER_ONLY: [ApiKey; 8] = [
+pub const CONTROLLER_ONLY: [ApiKey; 9] = [
     ApiKey::BrokerRegistration,
     ApiKey::BrokerHeartbeat,
     ApiKey::AlterPartition,
     ApiKey::AllocateProducerIds,
+    ApiKey::AssignReplicasToDirs,
     // The KRaft quorum (KIP-595) and its snapshots (KIP-630): between controllers, and
     // from brokers to the controllers' listener.
     ApiKey::Vote,

@@ -129,6 +129,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<(Arc<NodeShared>, Vec<J
     tasks.push(tokio::spawn(alter_partition_loop(shared.clone(), alter_rx)));
     tasks.push(tokio::spawn(fetcher_manager(shared.clone())));
     tasks.push(tokio::spawn(timer_loop(shared.clone())));
+    tasks.push(tokio::spawn(super::offline_logs::run(
+        shared.clone(),
+        own_directory_id(&config),
+    )));
     tasks.push(tokio::spawn(super::groups::run(shared.clone())));
     Ok((shared, tasks))
 }
@@ -241,6 +245,22 @@ async fn register(shared: &NodeShared) {
     }
 }
 
+/// This broker's log directory id (`directory.id` in `meta.properties`), to which it assigns
+/// a replica whose log is online again (KIP-858).
+fn own_directory_id(config: &NodeConfig) -> crate::controller::records::DirectoryId {
+    match meta_properties::format_or_check(
+        config.log_dir(),
+        config.cluster_id.as_deref(),
+        config.node_id,
+    ) {
+        Ok(props) => *props.directory_id.as_bytes(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read meta.properties");
+            *meta_properties::new_uuid(config.node_id).as_bytes()
+        }
+    }
+}
+
 /// The broker's incarnation id, kept in `meta.properties` in its log dir (beside
 /// `cluster.id`, `node.id` and `directory.id`), so a restarted broker re-registers as the
 /// same incarnation instead of waiting for its old session to expire; a second process
@@ -303,7 +323,7 @@ async fn heartbeat_loop(shared: Arc<NodeShared>) {
 
 /// One request on a task's own controller connection; a voter that is gone or answers
 /// NOT_CONTROLLER is dropped for the next one (the caller retries).
-async fn send_to_controller(
+pub(crate) async fn send_to_controller(
     shared: &NodeShared,
     conn: &mut Option<Connection>,
     version: i16,
@@ -561,6 +581,12 @@ pub fn build_view(image: &MetadataImage, config: &NodeConfig) -> ClusterView {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
+                    offline_logs: p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| p.is_log_offline(*r))
+                        .collect(),
                 })
                 .collect();
             (
@@ -642,11 +668,17 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
         let max_message_bytes = view.max_message_bytes(&topic.name);
         let timestamp_type = view.message_timestamp_type(&topic.name);
         let (before_max_ms, after_max_ms) = view.message_timestamp_bounds(&topic.name);
+        let segment_bytes = view.segment_bytes(&topic.name);
         for p in &topic.partitions {
             if !p.replicas.contains(&me) {
                 continue;
             }
             let tp = TopicPartition::new(topic.name.clone(), p.partition);
+            assigned.insert(tp.clone());
+            if shared.offline_logs.is_failed(&tp) {
+                // Offline until the broker restarts; the controller has been told.
+                continue;
+            }
             let state = PartitionState {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
@@ -662,15 +694,17 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
                 broker_epoch,
                 now,
             ) {
-                tracing::error!(%tp, error = %e, "cannot open partition");
+                shared.offline_logs.failed(&tp, topic.id, &e);
             } else if let Some(slot) = shared.replicas.get(&tp) {
                 slot.with_replica(&shared.replicas, |r| {
                     r.set_max_message_bytes(max_message_bytes);
                     r.set_message_timestamp_type(timestamp_type);
                     r.set_message_timestamp_bounds(before_max_ms, after_max_ms);
+                    if let Some(b) = segment_bytes {
+                        r.set_segment_bytes(b);
+                    }
                 });
             }
-            assigned.insert(tp);
         }
     }
     for slot in shared.replicas.all() {
@@ -678,6 +712,7 @@ fn reconcile(shared: &NodeShared, view: &ClusterView) {
             shared.replicas.remove(&slot.tp);
         }
     }
+    shared.offline_logs.retain(|tp| assigned.contains(tp));
     shared.groups.on_metadata(shared, view);
 }
 

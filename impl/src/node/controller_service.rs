@@ -280,6 +280,9 @@ impl ControllerService {
             RequestKind::AlterPartition(req) => {
                 ResponseKind::AlterPartition(self.alter_partition(req).await?)
             }
+            RequestKind::AssignReplicasToDirs(req) => {
+                ResponseKind::AssignReplicasToDirs(self.assign_replicas_to_dirs(req).await?)
+            }
             RequestKind::AllocateProducerIds(req) => {
                 let result = self
                     .commit(|c| c.allocate_producer_ids(req.broker_id.0, req.broker_epoch))
@@ -318,6 +321,57 @@ impl ControllerService {
 }
 
 impl ControllerService {
+    /// AssignReplicasToDirs (KIP-858): one commit for the whole request, one error code per
+    /// partition in the request's shape.
+    async fn assign_replicas_to_dirs(
+        &self,
+        req: AssignReplicasToDirsRequest,
+    ) -> Result<AssignReplicasToDirsResponse, NotActive> {
+        use kafka_protocol::messages::assign_replicas_to_dirs_response as r;
+        let assignments: Vec<([u8; 16], i32, [u8; 16])> = req
+            .directories
+            .iter()
+            .flat_map(|d| {
+                d.topics.iter().flat_map(move |t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (*t.topic_id.as_bytes(), p.partition_index, *d.id.as_bytes()))
+                })
+            })
+            .collect();
+        let result = self
+            .commit(|c| c.assign_replicas_to_dirs(req.broker_id.0, req.broker_epoch, &assignments))
+            .await?;
+        let mut resp = AssignReplicasToDirsResponse::default();
+        let codes = match result {
+            Ok(each) => each
+                .into_iter()
+                .map(|e| e.err().map_or(0, |e| e.code()))
+                .collect::<Vec<i16>>(),
+            Err(e) => {
+                resp.error_code = e.code();
+                return Ok(resp);
+            }
+        };
+        let mut codes = codes.into_iter();
+        for d in &req.directories {
+            let mut dr = r::DirectoryData::default().with_id(d.id);
+            for t in &d.topics {
+                let mut tr = r::TopicData::default().with_topic_id(t.topic_id);
+                for p in &t.partitions {
+                    tr.partitions.push(
+                        r::PartitionData::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(codes.next().unwrap_or(0)),
+                    );
+                }
+                dr.topics.push(tr);
+            }
+            resp.directories.push(dr);
+        }
+        Ok(resp)
+    }
+
     async fn alter_partition(
         &self,
         req: AlterPartitionRequest,
@@ -570,6 +624,9 @@ fn not_controller_response(request: &RequestKind) -> Option<ResponseKind> {
         RequestKind::AllocateProducerIds(_) => ResponseKind::AllocateProducerIds(
             AllocateProducerIdsResponse::default().with_error_code(E),
         ),
+        RequestKind::AssignReplicasToDirs(_) => ResponseKind::AssignReplicasToDirs(
+            AssignReplicasToDirsResponse::default().with_error_code(E),
+        ),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(
             CreateTopicsResponse::default().with_topics(
                 req.topics
@@ -640,6 +697,7 @@ pub fn is_not_controller(resp: &ResponseKind) -> bool {
         ResponseKind::BrokerHeartbeat(r) => r.error_code == E,
         ResponseKind::AlterPartition(r) => r.error_code == E,
         ResponseKind::AllocateProducerIds(r) => r.error_code == E,
+        ResponseKind::AssignReplicasToDirs(r) => r.error_code == E,
         ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code == E),
         ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code == E),
         ResponseKind::CreatePartitions(r) => r.results.iter().any(|t| t.error_code == E),

@@ -23,6 +23,7 @@ pub mod groups;
 pub mod meta_properties;
 pub mod metadata_log;
 pub mod metadata_snapshot;
+pub mod offline_logs;
 pub mod partitions;
 pub mod quorum_driver;
 pub mod quorum_progress;
@@ -69,6 +70,8 @@ pub struct NodeShared {
     pub config: NodeConfig,
     pub cluster_id: String,
     pub replicas: Arc<ReplicaManager>,
+    /// Hosted replicas whose log failed to open or recover (reported offline).
+    pub offline_logs: offline_logs::OfflineLogs,
     /// The metadata image this broker has applied, and the view handlers read.
     pub image: Mutex<MetadataImage>,
     view: RwLock<Arc<ClusterView>>,
@@ -381,6 +384,7 @@ pub(crate) fn new_shared(
         config,
         cluster_id,
         replicas,
+        offline_logs: offline_logs::OfflineLogs::default(),
         image: Mutex::new(MetadataImage::new()),
         view: RwLock::new(Arc::new(ClusterView::default())),
         view_version,

@@ -43,6 +43,8 @@ pub struct PartitionView {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas whose log is offline (assigned to `DirectoryId.LOST`, KIP-858).
+    pub offline_logs: Vec<i32>,
 }
 
 /// One topic.
@@ -91,12 +93,12 @@ impl ClusterView {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
-    /// Replicas that are not live (Metadata's `offline_replicas`).
+    /// Replicas that are not live or whose log is offline (Metadata's `offline_replicas`).
     pub fn offline_replicas(&self, p: &PartitionView) -> Vec<i32> {
         p.replicas
             .iter()
             .copied()
-            .filter(|&r| !self.is_live(r))
+            .filter(|&r| !self.is_live(r) || p.offline_logs.contains(&r))
             .collect()
     }
 
@@ -114,6 +116,12 @@ impl ClusterView {
         self.topic_config(topic, "max.message.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(crate::config::DEFAULT_MESSAGE_MAX_BYTES)
+    }
+
+    /// The topic's `segment.bytes` (the broker's `log.segment.bytes` by default).
+    pub fn segment_bytes(&self, topic: &str) -> Option<u64> {
+        self.topic_config(topic, "segment.bytes")
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// The topic's `message.timestamp.type` (the broker's `log.message.timestamp.type` by

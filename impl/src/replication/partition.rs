@@ -392,6 +392,11 @@ impl Replica {
         self.log.set_max_batch_bytes(max);
     }
 
+    /// The topic's `segment.bytes`: the size at which this replica's log rolls a segment.
+    pub fn set_segment_bytes(&mut self, segment_bytes: u64) {
+        self.log.set_segment_bytes(segment_bytes);
+    }
+
     /// The topic's `message.timestamp.type`: with LogAppendTime this replica, as leader,
     /// stamps each appended batch with the time it is appended.
     pub fn set_message_timestamp_type(&mut self, timestamp_type: TimestampType) {

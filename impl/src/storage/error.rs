@@ -200,6 +200,18 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// Two consecutive segments do not join up: the first ends at `end_offset` but the next
+    /// begins at `next_base_offset` (a segment was deleted, or one was cut short). Serving
+    /// around the hole would skip acknowledged records silently, so the log does not open.
+    #[error("segment {path} ends at offset {end_offset} but the next segment starts at offset {next_base_offset}: the log has a gap or an overlap")]
+    SegmentGap {
+        /// The segment before the gap.
+        path: PathBuf,
+        /// The offset after its last batch.
+        end_offset: i64,
+        /// The next segment's base offset.
+        next_base_offset: i64,
+    },
     /// A configuration value that cannot work.
     #[error("invalid log configuration: {reason}")]
     InvalidConfig {
@@ -233,7 +245,8 @@ impl StorageError {
             StorageError::StaleLeaderEpoch { .. } => FENCED_LEADER_EPOCH,
             StorageError::Io { .. }
             | StorageError::MalformedCheckpoint { .. }
-            | StorageError::CorruptSegment { .. } => KAFKA_STORAGE_ERROR,
+            | StorageError::CorruptSegment { .. }
+            | StorageError::SegmentGap { .. } => KAFKA_STORAGE_ERROR,
             // Kafka's UnexpectedAppendOffsetException is not an ApiException either.
             StorageError::UnexpectedAppendOffset { .. }
             | StorageError::InvalidConfig { .. }

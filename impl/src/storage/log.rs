@@ -136,6 +136,44 @@ fn assign_if_newer(cache: &mut LeaderEpochCache, epoch: i32, start_offset: i64) 
     }
 }
 
+/// Checks that every sealed segment ends exactly where the next one begins
+/// ([`StorageError::SegmentGap`] otherwise): a deleted or shortened middle segment must stop
+/// the log from opening instead of leaving a hole that reads skip.
+fn check_segments_join(segments: &BTreeMap<i64, Segment>) -> Result<()> {
+    let mut iter = segments.values().peekable();
+    while let (Some(seg), Some(next)) = (iter.next(), iter.peek()) {
+        let end_offset = seg.next_offset()?;
+        if end_offset != next.base_offset() {
+            return Err(StorageError::SegmentGap {
+                path: seg.log_path().to_path_buf(),
+                end_offset,
+                next_base_offset: next.base_offset(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Splits consecutive batches (a [`Layout`]) into runs of at most `segment_bytes` bytes, as
+/// index ranges; a batch larger than that is a run of its own.
+fn segment_runs(layout: &Layout, segment_bytes: u64) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, &(_, _, size, _)) in layout.iter().enumerate() {
+        if i > start && bytes + size > segment_bytes {
+            runs.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < layout.len() {
+        runs.push(start..layout.len());
+    }
+    runs
+}
+
 impl PartitionLog {
     /// Opens (or creates) the log in `dir` and recovers it.
     ///
@@ -179,6 +217,7 @@ impl PartitionLog {
             segments.insert(0, Segment::create(&dir, 0, interval)?);
             fsync_dir(&dir)?;
         }
+        check_segments_join(&segments)?;
         let log_start = segments.keys().next().copied().unwrap_or(0);
         let active_base = segments.keys().next_back().copied().unwrap_or(0);
 
@@ -247,6 +286,14 @@ impl PartitionLog {
     /// changed). At least one batch header, so the log stays usable.
     pub fn set_max_batch_bytes(&mut self, max: u64) {
         self.config.max_batch_bytes = max.max(super::batch::BATCH_HEADER_LEN as u64);
+    }
+
+    /// The topic's `segment.bytes` changed: later rolls use it (existing segments stay as
+    /// they are, as in Kafka). Clamped to `[one batch header, i32::MAX]`, the range
+    /// [`LogConfig::validate`] accepts.
+    pub fn set_segment_bytes(&mut self, segment_bytes: u64) {
+        self.config.segment_bytes =
+            segment_bytes.clamp(super::batch::BATCH_HEADER_LEN as u64, i32::MAX as u64);
     }
 
     /// The topic's `message.timestamp.type` changed.
@@ -405,6 +452,11 @@ impl PartitionLog {
                 segment_bytes: self.config.segment_bytes,
             });
         }
+        self.check_offset_span(first, last)
+    }
+
+    /// One append must fit the 32-bit relative offsets of one segment's index.
+    fn check_offset_span(&self, first: i64, last: i64) -> Result<()> {
         if last - first > i64::from(i32::MAX) {
             return Err(StorageError::InvalidRecord {
                 position: 0,
@@ -504,8 +556,8 @@ impl PartitionLog {
 
     /// Appends batches replicated from the leader, which already carry offsets and epochs.
     ///
-    /// Validates structure and CRC (no size limit beyond the segment: the leader already
-    /// enforced it), that the first batch starts exactly at the log end offset and each
+    /// Validates structure and CRC (no size limit: the leader already enforced its own, and
+    /// a batch larger than this log's `segment_bytes` gets a segment of its own), that the first batch starts exactly at the log end offset and each
     /// next batch right after the previous one ([`StorageError::UnexpectedAppendOffset`]),
     /// and that epochs are set and never go backwards ([`StorageError::StaleLeaderEpoch`]).
     /// The epoch cache learns every new epoch at its first batch.
@@ -555,9 +607,50 @@ impl PartitionLog {
             pos += h.size();
         }
         let first = self.log_end_offset;
-        self.check_append(batches.len(), first, expected - 1)?;
+        self.check_offset_span(first, expected - 1)?;
         self.set_epoch_cache(cache)?;
-        self.write(&batches, &layout, infos)
+        self.write_follower_runs(&batches, &layout, infos)
+    }
+
+    /// Writes replicated batches in runs that each fit one segment, rolling between runs. A
+    /// batch larger than `segment_bytes` is a run of its own, in a segment of its own (as
+    /// Kafka rolls for a follower append larger than its segment): the leader accepted it
+    /// under its own settings, and a follower that refused it would never catch up (a mixed
+    /// `log.segment.bytes`, as during a rolling change).
+    fn write_follower_runs(
+        &mut self,
+        data: &Bytes,
+        layout: &Layout,
+        infos: Vec<BatchAppendInfo>,
+    ) -> Result<AppendInfo> {
+        if data.len() as u64 <= self.config.segment_bytes {
+            return self.write(data, layout, infos);
+        }
+        let runs = segment_runs(layout, self.config.segment_bytes);
+        let mut infos = infos.into_iter();
+        let mut total: Option<AppendInfo> = None;
+        for run in runs {
+            let start = layout[run.start].0;
+            let end = layout[run.end - 1].0 + layout[run.end - 1].2;
+            let run_layout: Layout = layout[run.clone()]
+                .iter()
+                .map(|&(pos, base, size, ts)| (pos - start, base, size, ts))
+                .collect();
+            let run_infos: Vec<BatchAppendInfo> = infos.by_ref().take(run.len()).collect();
+            let info = self.write(&data[start as usize..end as usize], &run_layout, run_infos)?;
+            total = Some(match total {
+                None => info,
+                Some(mut t) => {
+                    t.last_offset = info.last_offset;
+                    t.record_count += info.record_count;
+                    t.max_timestamp = t.max_timestamp.max(info.max_timestamp);
+                    t.size_in_bytes += info.size_in_bytes;
+                    t.batches.extend(info.batches);
+                    t
+                }
+            });
+        }
+        Ok(total.unwrap_or_else(|| AppendInfo::empty(self.log_end_offset)))
     }
 
     /// Rolls if needed, writes, advances the log end offset and applies the flush policy.

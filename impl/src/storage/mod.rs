@@ -31,6 +31,8 @@ pub mod segment;
 pub mod validate;
 
 #[cfg(test)]
+mod log_failure_tests;
+#[cfg(test)]
 mod log_proptest;
 #[cfg(test)]
 mod log_tests;

@@ -321,6 +321,35 @@ impl Segment {
         })
     }
 
+    /// The offset after the segment's last batch (its base offset when empty), found by
+    /// walking headers from the last index entry, so that opening a log can check that each
+    /// sealed segment ends where the next one begins without reading whole segments. The
+    /// batch at the index entry must carry the offset the entry names; a header that does
+    /// not parse, or a batch cut short by the end of the file, is corruption.
+    pub(crate) fn next_offset(&self) -> Result<i64> {
+        let (start, expect) = match self.index_entries()?.last() {
+            Some(e) => (
+                u64::from(e.position),
+                Some(self.base_offset + i64::from(e.rel_offset)),
+            ),
+            None => (0, None),
+        };
+        let mut next = self.base_offset;
+        let mut mismatch = None;
+        self.scan_headers(start, |pos, h| {
+            if pos == start && expect.is_some_and(|x| x != h.base_offset) {
+                mismatch = Some((pos, expect.unwrap_or_default(), h.base_offset));
+                return std::ops::ControlFlow::Break(());
+            }
+            next = h.next_offset();
+            std::ops::ControlFlow::Continue(())
+        })?;
+        if let Some((pos, expected, found)) = mismatch {
+            return Err(self.index_mismatch(pos, expected, found));
+        }
+        Ok(next)
+    }
+
     /// Index floor for `target`: (file position, expected base offset there).
     fn seek(&self, target: i64) -> Result<(u64, Option<i64>)> {
         let rel = u32::try_from((target - self.base_offset).max(0)).unwrap_or(u32::MAX);

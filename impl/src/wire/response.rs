@@ -188,6 +188,7 @@ served_response_kinds!(
     BrokerRegistration,
     BrokerHeartbeat,
     AllocateProducerIds,
+    AssignReplicasToDirs,
     Vote,
     BeginQuorumEpoch,
     EndQuorumEpoch,

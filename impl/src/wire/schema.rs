@@ -304,6 +304,7 @@ pub const LAYOUTS: &[RequestLayout] = &[
     layout!("BrokerRegistrationRequest", BrokerRegistration, v(0, 3), flexible: ALL, BROKER_REGISTRATION),
     layout!("BrokerHeartbeatRequest", BrokerHeartbeat, v(0, 1), flexible: ALL, BROKER_HEARTBEAT),
     layout!("AllocateProducerIdsRequest", AllocateProducerIds, v(0, 0), flexible: ALL, ALLOCATE_PRODUCER_IDS),
+    layout!("AssignReplicasToDirsRequest", AssignReplicasToDirs, v(0, 0), flexible: ALL, ASSIGN_REPLICAS_TO_DIRS),
     layout!("VoteRequest", Vote, v(0, 2), flexible: ALL, VOTE),
     layout!("BeginQuorumEpochRequest", BeginQuorumEpoch, v(0, 0), flexible: NEVER, BEGIN_QUORUM_EPOCH),
     layout!("EndQuorumEpochRequest", EndQuorumEpoch, v(0, 0), flexible: NEVER, END_QUORUM_EPOCH),
@@ -725,6 +726,30 @@ const BROKER_HEARTBEAT: &[Field] = &[
 
 // AllocateProducerIds (KIP-730).
 const ALLOCATE_PRODUCER_IDS: &[Field] = &[f("broker_id", I32, ALL), f("broker_epoch", I64, ALL)];
+
+// AssignReplicasToDirs (KIP-858).
+const ASSIGN_REPLICAS_TO_DIRS: &[Field] = &[
+    f("broker_id", I32, ALL),
+    f("broker_epoch", I64, ALL),
+    f(
+        "directories",
+        array(&Kind::Struct(ASSIGN_REPLICAS_DIRECTORY)),
+        ALL,
+    ),
+];
+const ASSIGN_REPLICAS_DIRECTORY: &[Field] = &[
+    f("id", UUID, ALL),
+    f("topics", array(&Kind::Struct(ASSIGN_REPLICAS_TOPIC)), ALL),
+];
+const ASSIGN_REPLICAS_TOPIC: &[Field] = &[
+    f("topic_id", UUID, ALL),
+    f(
+        "partitions",
+        array(&Kind::Struct(ASSIGN_REPLICAS_PARTITION)),
+        ALL,
+    ),
+];
+const ASSIGN_REPLICAS_PARTITION: &[Field] = &[f("partition_index", I32, ALL)];
 
 // The KRaft quorum (KIP-595), version 0 only.
 const VOTE: &[Field] = &[

@@ -88,6 +88,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::BrokerRegistration, 0, 3),
     ServedApi::new(ApiKey::BrokerHeartbeat, 0, 1),
     ServedApi::new(ApiKey::AllocateProducerIds, 0, 0),
+    // KIP-858: a broker reports a replica whose log failed (assigned to DirectoryId.LOST).
+    ServedApi::new(ApiKey::AssignReplicasToDirs, 0, 0),
     // The KRaft quorum (KIP-595), between controllers; DescribeQuorum for tools.
     ServedApi::new(ApiKey::Vote, 0, 2),
     ServedApi::new(ApiKey::BeginQuorumEpoch, 0, 0),
