@@ -10,7 +10,9 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use osprey_broker::controller::records::{Endpoint, LeaderRecoveryState, MetadataRecord};
+use osprey_broker::controller::records::{
+    Endpoint, LeaderRecoveryState, MetadataRecord, DIRECTORY_LOST,
+};
 use osprey_broker::node::metadata_snapshot::encode;
 use osprey_broker::storage::{BatchBuilder, Compression, LogConfig, PartitionLog};
 use osprey_broker::wire::{encode_request, SERVED_APIS};
@@ -287,6 +289,7 @@ fn snapshot() -> Vec<u8> {
             leader_epoch: 0,
             partition_epoch: 0,
             leader_recovery_state: LeaderRecoveryState::Recovered,
+            directories: vec![[5; 16], [6; 16], [7; 16]],
         });
     }
     records.push(MetadataRecord::PartitionChange {
@@ -296,6 +299,7 @@ fn snapshot() -> Vec<u8> {
         elr: Some(vec![3]),
         leader: None,
         leader_recovery_state: None,
+        directories: Some(vec![[5; 16], [6; 16], DIRECTORY_LOST]),
     });
     records.push(MetadataRecord::Config {
         resource_type: osprey_broker::controller::records::ConfigResourceType::Topic,
