@@ -2,8 +2,8 @@
 //! each property's verdict, and the shortest counterexample found as a trace.
 
 use crate::config::ModelConfig;
-use crate::partition::PartitionModel;
 use crate::properties::expectation_name;
+use crate::replication::PartitionModel;
 use crate::trace::Trace;
 use serde::{Deserialize, Serialize};
 use stateright::{Checker, Expectation, HasDiscoveries, Model};
