@@ -2,7 +2,7 @@
 //! produce, fetch and its response, the high watermark and the produce purgatory, ISR
 //! proposals, learning metadata, crash and restart. Mirrors `impl/src/replication/`.
 
-use super::{PartitionModel, UNKNOWN_OFFSET};
+use super::PartitionModel;
 use crate::config::{AcksChoice, FlushPolicy, Variant};
 use crate::state::*;
 use crate::types::*;

@@ -7,9 +7,6 @@ use crate::config::{AcksChoice, ModelConfig, Variant};
 use crate::state::*;
 use crate::types::*;
 
-/// A follower whose log end offset the leader has not learned since it became leader.
-pub const UNKNOWN_OFFSET: Offset = u8::MAX;
-
 /// One Kafka partition, replicated on `config.brokers` brokers, and its controller.
 #[derive(Clone, Debug)]
 pub struct PartitionModel {
