@@ -6,9 +6,9 @@
 use osprey_conformance::kraft_explore::explore;
 use osprey_conformance::kraft_replay::replay;
 use osprey_conformance::kraft_report::{load_kraft, replay_all_kraft};
-use osprey_model::check::{CheckOptions, Engine};
-use osprey_model::kraft::check_kraft;
+use osprey_model::check::{check, CheckOptions, Engine};
 use osprey_model::kraft::trace::{KraftTrace, VoterRole};
+use osprey_model::kraft::Quorum;
 use osprey_model::kraft::{KraftAction, KraftConfig, KraftVariant};
 use osprey_model::FlushPolicy;
 use std::path::Path;
@@ -104,7 +104,7 @@ fn the_checkers_current_counterexample_diverges_too() {
         engine: Engine::Bfs,
         stop_at_first_violation: true,
     };
-    let report = check_kraft(config, &opts, |_| {});
+    let report = check::<Quorum>(config, &opts, |_| {});
     let trace = report.counterexample.expect("the flaw is found");
     assert!(!trace.violated.is_empty());
     diverges_at_the_flawed_vote(&trace);

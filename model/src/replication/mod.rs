@@ -252,10 +252,12 @@ impl stateright::Model for PartitionModel {
 }
 
 mod broker;
+mod check;
 mod controller;
 mod eager;
 
 pub use broker::truncate_replica;
+pub use check::Replication;
 
 #[cfg(test)]
 mod tests;
