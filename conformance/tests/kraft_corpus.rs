@@ -5,7 +5,8 @@
 
 use osprey_conformance::kraft_explore::explore;
 use osprey_conformance::kraft_replay::replay;
-use osprey_conformance::kraft_report::{load_kraft, replay_all_kraft};
+use osprey_conformance::kraft_report::load_kraft;
+use osprey_conformance::report::replay_corpus;
 use osprey_model::check::{check, CheckOptions, Engine};
 use osprey_model::kraft::trace::{KraftTrace, VoterRole};
 use osprey_model::kraft::Quorum;
@@ -32,7 +33,7 @@ fn the_kraft_corpus_replays_without_mismatch_and_covers_every_step_kind() {
         t.validate()
             .unwrap_or_else(|e| panic!("{} is not a run of the model: {e}", file.display()));
     }
-    let report = replay_all_kraft(&traces);
+    let report = replay_corpus::<Quorum>(&traces);
     assert_eq!(report.mismatches, 0, "{}", report.render());
     assert!(report.steps > 1000, "{} steps", report.steps);
     assert_eq!(report.coverage.len(), 11);
@@ -131,7 +132,7 @@ fn diverges_at_the_flawed_vote(trace: &KraftTrace) {
     let Some(KraftAction::HandleVote { candidate, voter }) = m.action else {
         panic!("diverges at {m}");
     };
-    let (model, core) = (m.model.clone().unwrap(), m.core.clone().unwrap());
+    let (model, core) = (m.model.clone().unwrap(), m.implementation.clone().unwrap());
     let (mv, cv) = (&model.voters[voter as usize], &core.voters[voter as usize]);
     // The flawed model grants the vote to a candidate whose log is behind the voter's ...
     assert_eq!((mv.role, mv.voted_for), (VoterRole::Voted, Some(candidate)));
