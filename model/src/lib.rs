@@ -15,6 +15,7 @@ pub mod action;
 pub mod canonical;
 pub mod check;
 pub mod config;
+pub mod guarantees;
 pub mod kraft;
 pub mod properties;
 pub mod replication;

@@ -4,6 +4,8 @@ pub mod broker;
 pub mod check;
 pub mod cluster;
 pub mod conformance;
+pub mod guarantees;
+pub mod guarantees_html;
 pub mod metadata_quorum;
 pub mod topics;
 pub mod traces;
