@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// Bumped when the model or the grid changes what a cached cell would say.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 #[derive(Args, Debug)]
 pub struct GuaranteesArgs {
