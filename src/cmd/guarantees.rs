@@ -165,9 +165,13 @@ pub fn run(args: GuaranteesArgs) -> ExitCode {
             bounds.max_isr_changes
         );
         let exhaustive = results.iter().filter(|r| r.exhaustive).count();
+        let violated = results
+            .iter()
+            .filter(|r| r.counterexample.is_some())
+            .count();
         println!(
-            "{exhaustive} cells exhaustive (every state explored), {} decided by a counterexample.",
-            results.len() - exhaustive
+            "{exhaustive} of {} cells exhaustive (every state within the bounds explored); {violated} violated cells carry their shortest counterexample.",
+            results.len()
         );
         if let Some(path) = &args.html {
             println!("HTML written to {}", path.display());
