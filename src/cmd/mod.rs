@@ -5,7 +5,6 @@ pub mod check;
 pub mod cluster;
 pub mod conformance;
 pub mod guarantees;
-pub mod guarantees_html;
 pub mod metadata_quorum;
 pub mod topics;
 pub mod traces;

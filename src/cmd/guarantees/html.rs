@@ -1,7 +1,7 @@
 //! The guarantee matrix as one self-contained HTML page (no script, no external resource):
 //! the grid, then each counterexample as a timeline with one lane per broker.
 
-use super::guarantees::{marks, CellResult};
+use super::results::{marks, CellResult};
 use osprey_model::guarantees::{Cell, GridBounds};
 use osprey_model::state::RecordStatus;
 use osprey_model::trace::{BrokerView, Role, Trace};
