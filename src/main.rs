@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Model-check Kafka's partition replication protocol exhaustively within bounds.
     Check(cmd::check::CheckArgs),
+    /// The guarantee matrix: what each combination of durability settings guarantees.
+    Guarantees(cmd::guarantees::GuaranteesArgs),
     /// Run one Osprey node (broker, controller, or both) from a Kafka-style config file.
     Broker(cmd::broker::BrokerArgs),
     /// Create, list, describe, alter and delete topics (like kafka-topics.sh).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Explore(args) => cmd::check::explore(args),
+        Command::Guarantees(args) => cmd::guarantees::run(args),
         Command::Broker(args) => cmd::broker::run(args),
         Command::Topics(args) => cmd::topics::run(args),
         Command::MetadataQuorum(args) => cmd::metadata_quorum::run(args),

@@ -3,7 +3,8 @@
 //! seconds per sample, large enough (tens of thousands of states) to measure states per second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use osprey_model::check::{check_partition, CheckOptions, Engine};
+use osprey_model::check::{check, CheckOptions, Engine};
+use osprey_model::replication::Replication;
 use osprey_model::ModelConfig;
 
 fn config() -> ModelConfig {
@@ -24,11 +25,11 @@ fn bench_checker(c: &mut Criterion) {
             engine,
             stop_at_first_violation: true,
         };
-        let states = check_partition(config(), &opts, |_| {}).unique_states;
+        let states = check::<Replication>(config(), &opts, |_| {}).unique_states;
         group.throughput(Throughput::Elements(states as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
-                let r = check_partition(config(), &opts, |_| {});
+                let r = check::<Replication>(config(), &opts, |_| {});
                 assert_eq!(r.verdict, "ok");
                 r.unique_states
             })

@@ -4,13 +4,15 @@
 //! Everything here is deterministic in its inputs: the walks use [`SplitMix64`] seeded by
 //! the caller, the search visits actions in the model's order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 
 use osprey_model::properties;
 use osprey_model::trace::Trace;
 use osprey_model::{Action, ModelConfig, PartitionModel, PartitionState};
 use stateright::{Expectation, Model, Property};
+
+use crate::search::{covering_search, covering_targets, Arena};
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-mixed PRNG; good enough to pick
 /// steps, and reproducible from one `u64` seed.
@@ -202,83 +204,29 @@ pub fn covering_configs() -> Vec<ModelConfig> {
 /// `state_limit` states. Returns one trace per target found, each with the targets it was
 /// searched for, and the targets not found.
 pub fn covering_set(state_limit: usize) -> (Vec<(String, Trace)>, Vec<String>) {
-    let mut missing: Vec<String> = Action::KINDS
-        .iter()
-        .map(|k| format!("step:{k}"))
-        .chain(
-            sometimes_properties()
-                .iter()
-                .map(|p| format!("witness:{}", p.name)),
-        )
-        .collect();
+    let props = sometimes_properties();
+    let mut missing = covering_targets(&Action::KINDS, &props);
     let mut found = Vec::new();
     for config in covering_configs() {
         if missing.is_empty() {
             break;
         }
-        for (target, actions) in search(config, &missing, state_limit) {
-            missing.retain(|m| *m != target);
-            let model = PartitionModel::new(config);
+        let model = PartitionModel::new(config);
+        let hits = covering_search(
+            &model,
+            model.initial_state(),
+            |s| successors(&model, s),
+            Action::kind,
+            &props,
+            &mut missing,
+            state_limit,
+        );
+        for (target, actions) in hits {
             let trace = Trace::from_actions(&model, &actions).expect("search takes enabled steps");
             found.push((target, trace));
         }
     }
     (found, missing)
-}
-
-/// Breadth-first search for the targets (`step:Kind`, `witness:Name`) in one configuration.
-fn search(config: ModelConfig, targets: &[String], limit: usize) -> Vec<(String, Vec<Action>)> {
-    let model = PartitionModel::new(config);
-    let props = sometimes_properties();
-    let mut open: Vec<String> = targets.to_vec();
-    let mut out = Vec::new();
-    // Arena of visited states: (parent index, action that led here).
-    let mut arena: Vec<(usize, Option<Action>)> = vec![(0, None)];
-    let mut index: HashMap<PartitionState, usize> = HashMap::new();
-    let init = model.initial_state();
-    index.insert(init, 0);
-    let mut queue = VecDeque::from([(init, 0usize)]);
-    let path = |arena: &[(usize, Option<Action>)], mut i: usize| {
-        let mut actions = Vec::new();
-        while let (parent, Some(a)) = arena[i] {
-            actions.push(a);
-            i = parent;
-        }
-        actions.reverse();
-        actions
-    };
-    while let Some((s, i)) = queue.pop_front() {
-        if open.is_empty() || arena.len() > limit {
-            break;
-        }
-        for (a, n) in successors(&model, &s) {
-            let step_target = format!("step:{}", a.kind());
-            let mut hit = Vec::new();
-            if open.contains(&step_target) {
-                hit.push(step_target);
-            }
-            for p in &props {
-                let t = format!("witness:{}", p.name);
-                if open.contains(&t) && (p.condition)(&model, &n) {
-                    hit.push(t);
-                }
-            }
-            if !hit.is_empty() {
-                let mut actions = path(&arena, i);
-                actions.push(a);
-                for t in hit {
-                    open.retain(|o| *o != t);
-                    out.push((t, actions.clone()));
-                }
-            }
-            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(n) {
-                arena.push((i, Some(a)));
-                e.insert(arena.len() - 1);
-                queue.push_back((n, arena.len() - 1));
-            }
-        }
-    }
-    out
 }
 
 /// The shortest run (breadth-first, at most `limit` states) that keeps to Kafka's
@@ -287,7 +235,7 @@ fn search(config: ModelConfig, targets: &[String], limit: usize) -> Vec<(String,
 /// counterexample may elect another candidate than Kafka would.
 pub fn kafka_counterexample(config: ModelConfig, limit: usize) -> Option<Trace> {
     let model = PartitionModel::new(config);
-    let mut arena: Vec<(usize, Option<Action>)> = vec![(0, None)];
+    let mut arena = Arena::new();
     let mut seen: std::collections::HashSet<PartitionState> = std::collections::HashSet::new();
     let init = model.initial_state();
     seen.insert(init);
@@ -300,17 +248,9 @@ pub fn kafka_counterexample(config: ModelConfig, limit: usize) -> Option<Trace> 
             if !seen.insert(n) {
                 continue;
             }
-            arena.push((i, Some(a)));
-            let j = arena.len() - 1;
+            let j = arena.push(i, a);
             if !osprey_model::trace::violated_properties(&model, &n).is_empty() {
-                let mut actions = Vec::new();
-                let mut k = j;
-                while let (parent, Some(a)) = arena[k] {
-                    actions.push(a);
-                    k = parent;
-                }
-                actions.reverse();
-                return Trace::from_actions(&model, &actions).ok();
+                return Trace::from_actions(&model, &arena.path(j)).ok();
             }
             queue.push_back((n, j));
         }

@@ -60,7 +60,8 @@ pub fn explore(config: KraftConfig, limit: usize) -> Result<Exploration, String>
                     reason,
                     diff: d,
                     model: Some(expected.clone()),
-                    core,
+                    implementation: core,
+                    side: "core",
                 };
                 Some((trace, m))
             };

@@ -2,45 +2,12 @@
 //! reaches every step kind and every sometimes-property's witness by breadth-first search.
 //! Deterministic in its inputs, as [`crate::generate`] is for the partition model.
 
-use std::collections::{HashMap, VecDeque};
-
 use osprey_model::kraft::properties;
 use osprey_model::kraft::trace::KraftTrace;
 use osprey_model::kraft::{KraftAction, KraftConfig, KraftModel, KraftState, KraftVariant};
 
 use crate::generate::{sometimes_of, walks_over, witnessed_along, SplitMix64};
-
-/// Every step kind of the KRaft model, as `kind` names them.
-pub const KINDS: [&str; 11] = [
-    "Timeout",
-    "HandlePreVote",
-    "HandleVote",
-    "BecomeLeader",
-    "BeginQuorumEpoch",
-    "Append",
-    "Fetch",
-    "HandleFetchResponse",
-    "Resign",
-    "Crash",
-    "Restart",
-];
-
-/// The step kind of an action (its `step` tag in traces).
-pub fn kind(a: &KraftAction) -> &'static str {
-    match a {
-        KraftAction::Timeout { .. } => "Timeout",
-        KraftAction::HandleVote { .. } => "HandleVote",
-        KraftAction::HandlePreVote { .. } => "HandlePreVote",
-        KraftAction::BecomeLeader { .. } => "BecomeLeader",
-        KraftAction::BeginQuorumEpoch { .. } => "BeginQuorumEpoch",
-        KraftAction::Append { .. } => "Append",
-        KraftAction::Fetch { .. } => "Fetch",
-        KraftAction::HandleFetchResponse { .. } => "HandleFetchResponse",
-        KraftAction::Resign { .. } => "Resign",
-        KraftAction::Crash { .. } => "Crash",
-        KraftAction::Restart { .. } => "Restart",
-    }
-}
+use crate::search::{covering_search, covering_targets};
 
 /// The steps enabled in `s`, with the states they lead to, in the model's order.
 pub fn successors(model: &KraftModel, s: &KraftState) -> Vec<(KraftAction, KraftState)> {
@@ -73,7 +40,7 @@ pub fn random_walk(config: KraftConfig, max_depth: usize, rng: &mut SplitMix64) 
     let mut actions = Vec::new();
     for _ in 0..max_depth {
         let next = successors(&model, &s);
-        let mut kinds: Vec<&str> = next.iter().map(|(a, _)| kind(a)).collect();
+        let mut kinds: Vec<&str> = next.iter().map(|(a, _)| a.kind()).collect();
         kinds.sort_unstable();
         kinds.dedup();
         if kinds.is_empty() {
@@ -90,7 +57,7 @@ pub fn random_walk(config: KraftConfig, max_depth: usize, rng: &mut SplitMix64) 
                 None => true,
             })
             .expect("pick is below the total weight");
-        let of_kind: Vec<_> = next.iter().filter(|(a, _)| kind(a) == k).collect();
+        let of_kind: Vec<_> = next.iter().filter(|(a, _)| a.kind() == k).collect();
         let &(a, n) = of_kind[rng.below(of_kind.len())];
         actions.push(a);
         s = n;
@@ -161,62 +128,26 @@ pub fn witnessed(trace: &KraftTrace) -> Vec<&'static str> {
 /// sometimes-property's witness, visiting at most `state_limit` states. Returns one trace
 /// per target found, with the target, and the targets not found.
 pub fn covering_set(state_limit: usize) -> (Vec<(String, KraftTrace)>, Vec<String>) {
-    let config = KraftConfig::default();
-    let model = KraftModel::new(config);
+    let model = KraftModel::new(KraftConfig::default());
     let props = sometimes_properties();
-    let mut open: Vec<String> = KINDS
-        .iter()
-        .map(|k| format!("step:{k}"))
-        .chain(props.iter().map(|p| format!("witness:{}", p.name)))
+    let mut open = covering_targets(&KraftAction::KINDS, &props);
+    let hits = covering_search(
+        &model,
+        model.initial_state(),
+        |s| successors(&model, s),
+        KraftAction::kind,
+        &props,
+        &mut open,
+        state_limit,
+    );
+    let found = hits
+        .into_iter()
+        .map(|(target, actions)| {
+            let trace =
+                KraftTrace::from_actions(&model, &actions).expect("search takes enabled steps");
+            (target, trace)
+        })
         .collect();
-    let mut found = Vec::new();
-    // Arena of visited states: (parent index, action that led here).
-    let mut arena: Vec<(usize, Option<KraftAction>)> = vec![(0, None)];
-    let init = model.initial_state();
-    let mut index: HashMap<KraftState, usize> = HashMap::from([(init, 0)]);
-    let mut queue = VecDeque::from([(init, 0usize)]);
-    let path = |arena: &[(usize, Option<KraftAction>)], mut i: usize| {
-        let mut actions = Vec::new();
-        while let (parent, Some(a)) = arena[i] {
-            actions.push(a);
-            i = parent;
-        }
-        actions.reverse();
-        actions
-    };
-    while let Some((s, i)) = queue.pop_front() {
-        if open.is_empty() || arena.len() > state_limit {
-            break;
-        }
-        for (a, n) in successors(&model, &s) {
-            let mut hit = Vec::new();
-            let step_target = format!("step:{}", kind(&a));
-            if open.contains(&step_target) {
-                hit.push(step_target);
-            }
-            for p in &props {
-                let t = format!("witness:{}", p.name);
-                if open.contains(&t) && (p.condition)(&model, &n) {
-                    hit.push(t);
-                }
-            }
-            if !hit.is_empty() {
-                let mut actions = path(&arena, i);
-                actions.push(a);
-                let trace =
-                    KraftTrace::from_actions(&model, &actions).expect("search takes enabled steps");
-                for t in hit {
-                    open.retain(|o| *o != t);
-                    found.push((t, trace.clone()));
-                }
-            }
-            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(n) {
-                arena.push((i, Some(a)));
-                e.insert(arena.len() - 1);
-                queue.push_back((n, arena.len() - 1));
-            }
-        }
-    }
     (found, open)
 }
 
@@ -243,7 +174,7 @@ mod tests {
             trace.validate().unwrap();
             let last = trace.steps.last().and_then(|s| s.action).unwrap();
             if let Some(k) = target.strip_prefix("step:") {
-                assert_eq!(kind(&last), k);
+                assert_eq!(last.kind(), k);
             } else {
                 let name = target.strip_prefix("witness:").unwrap();
                 assert!(witnessed(trace).contains(&name), "{target}");

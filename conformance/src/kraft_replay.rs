@@ -34,7 +34,6 @@
 //!   stored log ([`QuorumCore::restart`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use bytes::Bytes;
 use osprey_broker::quorum::{
@@ -43,51 +42,18 @@ use osprey_broker::quorum::{
 use osprey_model::kraft::trace::{KraftStateView, KraftTrace};
 use osprey_model::kraft::{KraftAction, KraftConfig};
 use osprey_model::FlushPolicy;
-use serde::Serialize;
 
 use crate::kraft_abstraction::{diff, state_view, StoredEntry, VoterSlot};
+use crate::mismatch::{replay_steps, Implementation};
 
 /// The record id of the LeaderChange control record (the model's `LEADER_CHANGE`).
 const LEADER_CHANGE: u8 = 0;
 
 /// The first step where the core and the model disagree.
-#[derive(Debug, Clone, Serialize)]
-pub struct KraftMismatch {
-    /// Index of the step in the trace (0 = the initial state).
-    pub step: usize,
-    pub action: Option<KraftAction>,
-    /// What went wrong: the core could not take the step, or the states differ.
-    pub reason: String,
-    /// Field-by-field differences (empty when the step itself failed).
-    pub diff: Vec<String>,
-    pub model: Option<KraftStateView>,
-    pub core: Option<KraftStateView>,
-}
-
-impl fmt::Display for KraftMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let action = self
-            .action
-            .map_or("initial state".to_string(), |a| a.describe());
-        writeln!(f, "step {} ({action}): {}", self.step, self.reason)?;
-        for d in &self.diff {
-            writeln!(f, "  {d}")?;
-        }
-        if let (Some(m), Some(c)) = (&self.model, &self.core) {
-            let json = |v| serde_json::to_string(v).unwrap_or_default();
-            writeln!(f, "  model: {}", json(m))?;
-            writeln!(f, "  core:  {}", json(c))?;
-        }
-        Ok(())
-    }
-}
+pub type KraftMismatch = crate::mismatch::Mismatch<KraftAction, KraftStateView>;
 
 /// The outcome of replaying one trace: steps replayed and compared, and the first mismatch.
-#[derive(Debug, Clone, Serialize)]
-pub struct KraftReplayOutcome {
-    pub steps: usize,
-    pub mismatch: Option<KraftMismatch>,
-}
+pub type KraftReplayOutcome = crate::mismatch::ReplayOutcome<KraftAction, KraftStateView>;
 
 /// The core side of a replay: voters, their stored logs, and the network.
 #[derive(Clone)]
@@ -477,64 +443,28 @@ impl Quorum {
 /// Replays `trace` on a fresh [`Quorum`], comparing the abstraction with the model's
 /// recorded state after the initial state and after every step. Stops at the first mismatch.
 pub fn replay(trace: &KraftTrace) -> KraftReplayOutcome {
-    let fail = |step: usize, action, reason: String, model, core, diff| KraftReplayOutcome {
-        steps: step.saturating_sub(1),
-        mismatch: Some(KraftMismatch {
-            step,
-            action,
-            reason,
-            diff,
-            model,
-            core,
-        }),
-    };
     let mut quorum = match Quorum::new(trace.config) {
         Ok(q) => q,
-        Err(e) => return fail(0, None, e, None, None, vec![]),
+        Err(e) => return KraftReplayOutcome::failed(Quorum::NAME, 0, None, e, None, None, vec![]),
     };
-    let mut steps = 0;
-    for step in &trace.steps {
-        if let Some(a) = step.action {
-            if let Err(e) = quorum.apply(a) {
-                return fail(
-                    step.index,
-                    Some(a),
-                    e,
-                    Some(step.state.clone()),
-                    quorum.view().ok(),
-                    vec![],
-                );
-            }
-            steps += 1;
-        }
-        let view = match quorum.view() {
-            Ok(v) => v,
-            Err(e) => {
-                return fail(
-                    step.index,
-                    step.action,
-                    e,
-                    Some(step.state.clone()),
-                    None,
-                    vec![],
-                )
-            }
-        };
-        let d = diff(&step.state, &view);
-        if !d.is_empty() {
-            return fail(
-                step.index,
-                step.action,
-                "the core's state is not the model's".into(),
-                Some(step.state.clone()),
-                Some(view),
-                d,
-            );
-        }
+    replay_steps(
+        &mut quorum,
+        trace.steps.iter().map(|s| (s.index, s.action, &s.state)),
+    )
+}
+
+impl Implementation for Quorum {
+    type Action = KraftAction;
+    type View = KraftStateView;
+    const NAME: &'static str = "core";
+    fn apply(&mut self, action: KraftAction) -> Result<(), String> {
+        Quorum::apply(self, action)
     }
-    KraftReplayOutcome {
-        steps,
-        mismatch: None,
+    fn view(&self) -> Result<KraftStateView, String> {
+        Quorum::view(self)
+    }
+    fn diff(model: &KraftStateView, core: &KraftStateView) -> Vec<String> {
+        diff(model, core)
     }
 }
 

@@ -1,13 +1,15 @@
-//! Replaying a corpus of KRaft traces against the quorum core: how many traces and steps,
-//! which mismatched, and the coverage per step kind and per sometimes-property witness.
+//! The quorum corpus: loading KRaft traces, and what a corpus replay counts of them
+//! ([`crate::report::replay_corpus`] against the quorum core).
 
 use std::path::{Path, PathBuf};
 
 use osprey_model::kraft::trace::KraftTrace;
 
-use crate::kraft_generate::{kind, sometimes_properties, witnessed, KINDS};
+use osprey_model::kraft::{KraftAction, Quorum};
+
+use crate::kraft_generate::{sometimes_properties, witnessed};
 use crate::kraft_replay::{replay, KraftMismatch};
-use crate::report::{is_kraft, read_json_dir, CorpusReport, FileMismatch};
+use crate::report::{is_kraft, read_json_dir, Corpus, CorpusReport, FileMismatch};
 
 /// The subdirectory of a corpus that holds its KRaft traces.
 pub const KRAFT_SUBDIR: &str = "kraft";
@@ -39,25 +41,24 @@ pub fn load_kraft(dir: &Path) -> Result<Vec<(PathBuf, KraftTrace)>, String> {
         .collect()
 }
 
-/// Replays every trace against the quorum core and gathers the report.
-pub fn replay_all_kraft(traces: &[(PathBuf, KraftTrace)]) -> KraftCorpusReport {
-    let witnesses = sometimes_properties();
-    let mut report = CorpusReport::new(
-        "kraft ",
-        traces.len(),
-        KINDS.iter().copied(),
-        witnesses.iter().map(|p| p.name),
-    );
-    for (file, trace) in traces {
-        let outcome = replay(trace);
-        let actions = trace.actions();
-        report.record(
-            file,
-            outcome.steps,
-            actions.iter().map(kind),
-            witnessed(trace),
-            outcome.mismatch,
-        );
+impl Corpus for Quorum {
+    type Trace = KraftTrace;
+    type Mismatch = KraftMismatch;
+    const LABEL: &'static str = "quorum ";
+    fn kinds() -> Vec<&'static str> {
+        KraftAction::KINDS.to_vec()
     }
-    report
+    fn sometimes() -> Vec<&'static str> {
+        sometimes_properties().iter().map(|p| p.name).collect()
+    }
+    fn replay(trace: &KraftTrace) -> (usize, Option<KraftMismatch>) {
+        let outcome = replay(trace);
+        (outcome.steps, outcome.mismatch)
+    }
+    fn step_kinds(trace: &KraftTrace) -> Vec<&'static str> {
+        trace.actions().iter().map(|a| a.kind()).collect()
+    }
+    fn witnessed(trace: &KraftTrace) -> Vec<&'static str> {
+        witnessed(trace)
+    }
 }

@@ -10,6 +10,10 @@
 //! * [`generate`] — seeded random walks and a covering set of model traces;
 //! * [`report`] — replaying a corpus: counts, mismatches, coverage.
 //!
+//! What both protocols share: [`mismatch`] (the step-by-step comparison of a replay and the
+//! first mismatch), [`search`] (breadth-first covering search), and the generic corpus
+//! replay of [`report`].
+//!
 //! The same for the KRaft controller quorum (`osprey_broker::quorum` against
 //! `osprey_model::kraft`):
 //!
@@ -29,6 +33,8 @@ pub mod kraft_explore;
 pub mod kraft_generate;
 pub mod kraft_replay;
 pub mod kraft_report;
+pub mod mismatch;
 pub mod replay;
 pub mod report;
+pub mod search;
 pub mod variants;

@@ -29,8 +29,6 @@
 //!   the producer sees a failure, as the model's `fail_delayed_produces`.
 //! * **Flush policy.** Model `flush every` is storage's `EveryBatch`, `never` is `Os`.
 
-use std::fmt;
-
 use osprey_broker::faults::{Fault, Faults};
 use osprey_broker::replication::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::replication::{
@@ -41,10 +39,10 @@ use osprey_broker::storage::{FlushPolicy as LogFlushPolicy, LogConfig, Partition
 use osprey_model::state::RecordStatus;
 use osprey_model::trace::{StateView, Trace};
 use osprey_model::{Action, FlushPolicy, ModelConfig};
-use serde::Serialize;
 
 use crate::abstraction::{diff, record_batch, state_view, BrokerNode, BrokerSlot};
 use crate::controller::{ControllerDriver, KafkaController};
+use crate::mismatch::{replay_steps, Implementation};
 
 /// `replica.lag.time.max.ms` used by the replay (Kafka's default).
 pub const LAG_TIME_MAX_MS: u64 = 30_000;
@@ -53,43 +51,10 @@ const PRODUCE_TIMEOUT_MS: u64 = u64::MAX / 4;
 const FETCH_MAX_BYTES: usize = 1 << 20;
 
 /// The first step where the broker and the model disagree.
-#[derive(Debug, Clone, Serialize)]
-pub struct Mismatch {
-    /// Index of the step in the trace (0 = the initial state).
-    pub step: usize,
-    pub action: Option<Action>,
-    /// What went wrong: the broker refused or failed the step, or the states differ.
-    pub reason: String,
-    /// Field-by-field differences (empty when the broker failed the step itself).
-    pub diff: Vec<String>,
-    pub model: Option<StateView>,
-    pub broker: Option<StateView>,
-}
+pub type Mismatch = crate::mismatch::Mismatch<Action, StateView>;
 
-impl fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let action = self
-            .action
-            .map_or("initial state".to_string(), |a| a.describe());
-        writeln!(f, "step {} ({action}): {}", self.step, self.reason)?;
-        for d in &self.diff {
-            writeln!(f, "  {d}")?;
-        }
-        if let (Some(m), Some(b)) = (&self.model, &self.broker) {
-            writeln!(
-                f,
-                "  model:  {}",
-                serde_json::to_string(m).unwrap_or_default()
-            )?;
-            writeln!(
-                f,
-                "  broker: {}",
-                serde_json::to_string(b).unwrap_or_default()
-            )?;
-        }
-        Ok(())
-    }
-}
+/// What one replay did.
+pub type ReplayOutcome = crate::mismatch::ReplayOutcome<Action, StateView>;
 
 /// The broker side of a replay: replicas on real logs, a controller, and the network.
 pub struct Cluster {
@@ -596,33 +561,18 @@ pub fn scratch_dir() -> std::path::PathBuf {
     }
 }
 
-/// What one replay did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplayOutcome {
-    /// Steps replayed and matched (the initial state not counted).
-    pub steps: usize,
-    pub mismatch: Option<Mismatch>,
-}
-
-/// The outcome of a replay that stopped at a mismatch at `step`: the steps before it matched.
-fn fail(
-    step: usize,
-    action: Option<Action>,
-    reason: String,
-    model: Option<StateView>,
-    broker: Option<StateView>,
-    diff: Vec<String>,
-) -> ReplayOutcome {
-    ReplayOutcome {
-        steps: step.saturating_sub(1),
-        mismatch: Some(Mismatch {
-            step,
-            action,
-            reason,
-            diff,
-            model,
-            broker,
-        }),
+impl Implementation for Cluster {
+    type Action = Action;
+    type View = StateView;
+    const NAME: &'static str = "broker";
+    fn apply(&mut self, action: Action) -> Result<(), String> {
+        Cluster::apply(self, action)
+    }
+    fn view(&self) -> Result<StateView, String> {
+        Cluster::view(self)
+    }
+    fn diff(model: &StateView, broker: &StateView) -> Vec<String> {
+        diff(model, broker)
     }
 }
 
@@ -630,7 +580,8 @@ fn fail(
 /// recorded state after the initial state and after every step. Stops at the first mismatch.
 pub fn replay(trace: &Trace) -> ReplayOutcome {
     if let Some(v) = trace.config.variant {
-        return fail(
+        return ReplayOutcome::failed(
+            Cluster::NAME,
             0,
             None,
             format!("variant '{v}' traces model a flaw the broker does not have"),
@@ -647,54 +598,12 @@ pub fn replay(trace: &Trace) -> ReplayOutcome {
 /// does. A variant's counterexample replays on the correct broker with the variant's
 /// bounds and no flaw, and on the faulty broker with its fault.
 pub fn replay_on(trace: &Trace, broker_config: ModelConfig, fault: Option<Fault>) -> ReplayOutcome {
-    let mut steps = 0;
     let mut cluster = match Cluster::with_fault(broker_config, fault) {
         Ok(c) => c,
-        Err(e) => return fail(0, None, e, None, None, vec![]),
+        Err(e) => return ReplayOutcome::failed(Cluster::NAME, 0, None, e, None, None, vec![]),
     };
-    for step in &trace.steps {
-        if let Some(a) = step.action {
-            if let Err(e) = cluster.apply(a) {
-                return fail(
-                    step.index,
-                    Some(a),
-                    e,
-                    Some(step.state.clone()),
-                    cluster.view().ok(),
-                    vec![],
-                );
-            }
-        }
-        let view = match cluster.view() {
-            Ok(v) => v,
-            Err(e) => {
-                return fail(
-                    step.index,
-                    step.action,
-                    e,
-                    Some(step.state.clone()),
-                    None,
-                    vec![],
-                )
-            }
-        };
-        let d = diff(&step.state, &view);
-        if !d.is_empty() {
-            return fail(
-                step.index,
-                step.action,
-                "the broker's state is not the model's".into(),
-                Some(step.state.clone()),
-                Some(view),
-                d,
-            );
-        }
-        if step.action.is_some() {
-            steps += 1;
-        }
-    }
-    ReplayOutcome {
-        steps,
-        mismatch: None,
-    }
+    replay_steps(
+        &mut cluster,
+        trace.steps.iter().map(|s| (s.index, s.action, &s.state)),
+    )
 }

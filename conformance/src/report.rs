@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use osprey_model::replication::Replication;
 use osprey_model::trace::Trace;
 use osprey_model::Action;
 use serde::Serialize;
@@ -11,19 +12,19 @@ use serde::Serialize;
 use crate::generate::{sometimes_properties, witnessed};
 use crate::replay::{replay, Mismatch};
 
-/// One trace that did not replay cleanly (`M`: the partition replay's or the KRaft replay's
-/// mismatch).
+/// One trace that did not replay cleanly (`M`: the replication replay's or the quorum
+/// replay's mismatch).
 #[derive(Debug, Clone, Serialize)]
 pub struct FileMismatch<M = Mismatch> {
     pub file: PathBuf,
     pub mismatch: M,
 }
 
-/// What replaying a corpus found; `osprey conformance --json` prints it (the KRaft corpus's
-/// under `kraft`).
+/// What replaying a corpus found; `osprey conformance --json` prints it (the quorum corpus's
+/// under `quorum`).
 #[derive(Debug, Clone, Serialize)]
 pub struct CorpusReport<M = Mismatch> {
-    /// Prefix of the rendered labels ("kraft " for the KRaft corpus).
+    /// Prefix of the rendered labels ("quorum " for the quorum corpus).
     #[serde(skip)]
     pub label: &'static str,
     pub traces: usize,
@@ -166,25 +167,58 @@ pub fn read_json_dir(dir: &Path) -> Result<Vec<(PathBuf, serde_json::Value)>, St
         .collect()
 }
 
+/// A protocol's traces as a corpus replay counts them.
+pub trait Corpus {
+    type Trace;
+    type Mismatch: std::fmt::Display;
+    /// Prefix of the rendered labels ("" for replication, "quorum " for the quorum).
+    const LABEL: &'static str;
+    /// Every step kind of the model.
+    fn kinds() -> Vec<&'static str>;
+    /// The model's sometimes-properties, by name.
+    fn sometimes() -> Vec<&'static str>;
+    /// Replays one trace: the steps matched and the first mismatch.
+    fn replay(trace: &Self::Trace) -> (usize, Option<Self::Mismatch>);
+    /// The kind of every step the trace takes.
+    fn step_kinds(trace: &Self::Trace) -> Vec<&'static str>;
+    /// The sometimes-properties some state of the trace witnesses.
+    fn witnessed(trace: &Self::Trace) -> Vec<&'static str>;
+}
+
 /// Replays every trace and gathers the report.
-pub fn replay_all(traces: &[(PathBuf, Trace)]) -> CorpusReport {
-    let witnesses = sometimes_properties();
-    let mut report = CorpusReport::new(
-        "",
-        traces.len(),
-        Action::KINDS,
-        witnesses.iter().map(|p| p.name),
-    );
+pub fn replay_corpus<C: Corpus>(traces: &[(PathBuf, C::Trace)]) -> CorpusReport<C::Mismatch> {
+    let mut report = CorpusReport::new(C::LABEL, traces.len(), C::kinds(), C::sometimes());
     for (file, trace) in traces {
-        let outcome = replay(trace);
-        let actions = trace.actions();
+        let (steps, mismatch) = C::replay(trace);
         report.record(
             file,
-            outcome.steps,
-            actions.iter().map(|a| a.kind()),
-            witnessed(trace),
-            outcome.mismatch,
+            steps,
+            C::step_kinds(trace),
+            C::witnessed(trace),
+            mismatch,
         );
     }
     report
+}
+
+impl Corpus for Replication {
+    type Trace = Trace;
+    type Mismatch = Mismatch;
+    const LABEL: &'static str = "";
+    fn kinds() -> Vec<&'static str> {
+        Action::KINDS.to_vec()
+    }
+    fn sometimes() -> Vec<&'static str> {
+        sometimes_properties().iter().map(|p| p.name).collect()
+    }
+    fn replay(trace: &Trace) -> (usize, Option<Mismatch>) {
+        let outcome = replay(trace);
+        (outcome.steps, outcome.mismatch)
+    }
+    fn step_kinds(trace: &Trace) -> Vec<&'static str> {
+        trace.actions().iter().map(|a| a.kind()).collect()
+    }
+    fn witnessed(trace: &Trace) -> Vec<&'static str> {
+        witnessed(trace)
+    }
 }

@@ -1,7 +1,8 @@
 //! The committed corpus (`conformance/traces/`) replays against the broker with no mismatch,
 //! and exercises every step kind and every sometimes-property's witness.
 
-use osprey_conformance::report::{load_dir, replay_all};
+use osprey_conformance::report::{load_dir, replay_corpus};
+use osprey_model::replication::Replication;
 use std::path::Path;
 
 #[test]
@@ -13,7 +14,7 @@ fn the_corpus_replays_without_mismatch_and_covers_every_step_kind() {
         t.validate()
             .unwrap_or_else(|e| panic!("{} is not a run of the model: {e}", file.display()));
     }
-    let report = replay_all(&traces);
+    let report = replay_corpus::<Replication>(&traces);
     assert_eq!(report.mismatches, 0, "{}", report.render());
     assert!(report.steps > 1000, "{} steps", report.steps);
     assert!(

@@ -5,10 +5,11 @@
 
 use osprey_conformance::kraft_explore::explore;
 use osprey_conformance::kraft_replay::replay;
-use osprey_conformance::kraft_report::{load_kraft, replay_all_kraft};
-use osprey_model::check::{CheckOptions, Engine};
-use osprey_model::kraft::check_kraft;
+use osprey_conformance::kraft_report::load_kraft;
+use osprey_conformance::report::replay_corpus;
+use osprey_model::check::{check, CheckOptions, Engine};
 use osprey_model::kraft::trace::{KraftTrace, VoterRole};
+use osprey_model::kraft::Quorum;
 use osprey_model::kraft::{KraftAction, KraftConfig, KraftVariant};
 use osprey_model::FlushPolicy;
 use std::path::Path;
@@ -32,7 +33,7 @@ fn the_kraft_corpus_replays_without_mismatch_and_covers_every_step_kind() {
         t.validate()
             .unwrap_or_else(|e| panic!("{} is not a run of the model: {e}", file.display()));
     }
-    let report = replay_all_kraft(&traces);
+    let report = replay_corpus::<Quorum>(&traces);
     assert_eq!(report.mismatches, 0, "{}", report.render());
     assert!(report.steps > 1000, "{} steps", report.steps);
     assert_eq!(report.coverage.len(), 11);
@@ -104,7 +105,7 @@ fn the_checkers_current_counterexample_diverges_too() {
         engine: Engine::Bfs,
         stop_at_first_violation: true,
     };
-    let report = check_kraft(config, &opts, |_| {});
+    let report = check::<Quorum>(config, &opts, |_| {});
     let trace = report.counterexample.expect("the flaw is found");
     assert!(!trace.violated.is_empty());
     diverges_at_the_flawed_vote(&trace);
@@ -131,7 +132,7 @@ fn diverges_at_the_flawed_vote(trace: &KraftTrace) {
     let Some(KraftAction::HandleVote { candidate, voter }) = m.action else {
         panic!("diverges at {m}");
     };
-    let (model, core) = (m.model.clone().unwrap(), m.core.clone().unwrap());
+    let (model, core) = (m.model.clone().unwrap(), m.implementation.clone().unwrap());
     let (mv, cv) = (&model.voters[voter as usize], &core.voters[voter as usize]);
     // The flawed model grants the vote to a candidate whose log is behind the voter's ...
     assert_eq!((mv.role, mv.voted_for), (VoterRole::Voted, Some(candidate)));

@@ -14,7 +14,6 @@
 //! hashes every state it generates (twice under symmetry reduction), and a single `write` of a
 //! few hundred bytes is several times cheaper than hundreds of one-byte writes.
 
-use crate::partition::UNKNOWN_OFFSET;
 use crate::state::*;
 use crate::types::*;
 use std::hash::{Hash, Hasher};

@@ -2,11 +2,12 @@
 //! each property's verdict, and the shortest counterexample found as a trace.
 
 use crate::config::ModelConfig;
-use crate::partition::PartitionModel;
 use crate::properties::expectation_name;
 use crate::trace::Trace;
 use serde::{Deserialize, Serialize};
-use stateright::{Checker, Expectation, HasDiscoveries, Model};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Representative};
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// How the state space is searched.
@@ -54,8 +55,8 @@ pub struct PropertyVerdict {
     pub holds: bool,
 }
 
-/// What a check found; serialized as `osprey check --json` prints it. The partition model's
-/// by default; the KRaft model's is `CheckReport<KraftConfig, KraftTrace>`.
+/// What a check found; serialized as `osprey check --json` prints it. The replication
+/// model's by default; the quorum model's is `CheckReport<KraftConfig, KraftTrace>`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckReport<C = ModelConfig, T = Trace> {
     pub verdict: String,
@@ -127,72 +128,80 @@ pub fn wait_for_checker<M: Model>(
     }
 }
 
-/// Checks the partition model within `config`'s bounds.
-pub fn check_partition(
-    config: ModelConfig,
+/// What a protocol supplies to the one checker path: its model, its configuration (the
+/// bounds, serialized into reports) and its trace type (the counterexample). The checker,
+/// the shortening policy and the report are the same for every protocol, as in stateright's
+/// own examples, where a protocol supplies only its `Model`.
+pub trait Protocol {
+    /// The protocol's name in reports and on the command line: `replication` or `quorum`.
+    const NAME: &'static str;
+    type Config: Copy + Serialize;
+    type State: Clone + Debug + Hash + PartialEq + Send + Sync + Representative + 'static;
+    type Action: Clone + Debug + PartialEq + Send + Sync + 'static;
+    type Model: Model<State = Self::State, Action = Self::Action> + Clone + Send + Sync + 'static;
+    type Trace: Counterexample + Serialize;
+
+    fn model(config: Self::Config) -> Self::Model;
+    /// The historical flaw switched on, by name.
+    fn variant(config: &Self::Config) -> Option<String>;
+    /// The engine `--engine auto` starts with: breadth-first where a violation is expected
+    /// (its first counterexample is then the shortest), else the reduced depth-first search.
+    fn auto_engine(config: &Self::Config) -> Engine;
+    /// The counterexample for the actions of a path the checker found.
+    fn trace(model: &Self::Model, actions: Vec<Self::Action>) -> Option<Self::Trace>;
+}
+
+/// Checks `P`'s model within `config`'s bounds.
+pub fn check<P: Protocol>(
+    config: P::Config,
     opts: &CheckOptions,
     mut on_progress: impl FnMut(Progress),
-) -> CheckReport {
-    let model = PartitionModel::new(config);
+) -> CheckReport<P::Config, P::Trace> {
+    let model = P::model(config);
     let properties = model.properties();
     let start = Instant::now();
     let mut builder = model.clone().checker().threads(opts.threads.max(1));
     if opts.stop_at_first_violation {
         builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }
-    let checker: Box<dyn Checker<PartitionModel> + Send + Sync> = match opts.engine {
+    let mut checker: Box<dyn Checker<P::Model> + Send + Sync> = match opts.engine {
         Engine::Bfs => Box::new(builder.spawn_bfs()),
         Engine::DfsSymmetry => Box::new(builder.symmetry().spawn_dfs()),
     };
-    let mut checker = checker;
     wait_for_checker(checker.as_mut(), start, &mut on_progress);
     let elapsed = start.elapsed();
     let discoveries = checker.discoveries();
     let mut verdicts = Vec::new();
-    let mut counterexample = None;
-    let mut violated = false;
+    let mut counterexample: Option<P::Trace> = None;
     for p in &properties {
         let found = discoveries.get(p.name);
-        let holds = match p.expectation {
-            Expectation::Sometimes => found.is_some(),
-            _ => found.is_none(),
-        };
-        if p.expectation != Expectation::Sometimes {
-            if let Some(path) = found {
-                violated = true;
-                if counterexample.is_none() {
-                    let actions = model.with_eager_steps(&path.clone().into_actions());
-                    counterexample = Trace::from_actions(&model, &actions).ok();
+        let always = p.expectation != Expectation::Sometimes;
+        if let (true, Some(path)) = (always, found) {
+            // Keep the shortest counterexample found (the first of equal length).
+            if let Some(t) = P::trace(&model, path.clone().into_actions()) {
+                if counterexample
+                    .as_ref()
+                    .is_none_or(|c| t.step_count() < c.step_count())
+                {
+                    counterexample = Some(t);
                 }
             }
         }
         verdicts.push(PropertyVerdict {
             name: p.name.to_string(),
             expectation: expectation_name(&p.expectation).to_string(),
-            holds,
+            holds: found.is_some() != always,
         });
     }
-    // Prefer the shortest of the counterexamples found.
-    for p in &properties {
-        if p.expectation == Expectation::Sometimes {
-            continue;
-        }
-        if let Some(path) = discoveries.get(p.name) {
-            let actions = model.with_eager_steps(&path.clone().into_actions());
-            if counterexample
-                .as_ref()
-                .is_none_or(|t: &Trace| actions.len() < t.steps.len() - 1)
-            {
-                counterexample = Trace::from_actions(&model, &actions).ok();
-            }
-        }
-    }
+    let violated = verdicts
+        .iter()
+        .any(|v| v.expectation != "sometimes" && !v.holds);
     let unique = checker.unique_state_count();
     let secs = elapsed.as_secs_f64();
     CheckReport {
         verdict: if violated { "violation" } else { "ok" }.to_string(),
-        protocol: "partition".to_string(),
-        variant: config.variant.map(|v| v.name().to_string()),
+        protocol: P::NAME.to_string(),
+        variant: P::variant(&config),
         config,
         engine: opts.engine,
         threads: opts.threads,
@@ -209,4 +218,30 @@ pub fn check_partition(
         properties: verdicts,
         counterexample,
     }
+}
+
+/// [`check`], and when the reduced depth-first search finds a violation, a breadth-first
+/// search for a short counterexample (depth-first paths are long). With `engine` `None`
+/// (`--engine auto`) the protocol picks the first engine ([`Protocol::auto_engine`]).
+pub fn check_shortened<P: Protocol>(
+    config: P::Config,
+    engine: Option<Engine>,
+    opts: &CheckOptions,
+    on_progress: impl FnMut(Progress),
+) -> CheckReport<P::Config, P::Trace> {
+    let opts = CheckOptions {
+        engine: engine.unwrap_or_else(|| P::auto_engine(&config)),
+        ..opts.clone()
+    };
+    let mut report = check::<P>(config, &opts, on_progress);
+    if report.violated() && opts.engine == Engine::DfsSymmetry && engine.is_none() {
+        let bfs = CheckOptions {
+            engine: Engine::Bfs,
+            stop_at_first_violation: true,
+            ..opts
+        };
+        let shorter = check::<P>(config, &bfs, |_| {});
+        report.counterexample = shorter.counterexample.or(report.counterexample);
+    }
+    report
 }

@@ -15,9 +15,10 @@ pub mod action;
 pub mod canonical;
 pub mod check;
 pub mod config;
+pub mod guarantees;
 pub mod kraft;
-pub mod partition;
 pub mod properties;
+pub mod replication;
 pub mod state;
 pub mod symmetry;
 pub mod trace;
@@ -25,5 +26,5 @@ pub mod types;
 
 pub use action::Action;
 pub use config::{AcksChoice, ConfigError, FetchDelivery, FlushPolicy, ModelConfig, Variant};
-pub use partition::PartitionModel;
+pub use replication::PartitionModel;
 pub use state::PartitionState;

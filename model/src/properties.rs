@@ -1,7 +1,7 @@
 //! The properties the checker proves (always) and the witnesses it must find (sometimes),
 //! named as in `specs/replication.md`.
 
-use crate::partition::PartitionModel;
+use crate::replication::PartitionModel;
 use crate::state::*;
 use crate::types::*;
 use stateright::{Expectation, Property};

@@ -4,7 +4,7 @@
 
 use crate::action::Action;
 use crate::config::ModelConfig;
-use crate::partition::PartitionModel;
+use crate::replication::PartitionModel;
 use crate::state::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};

@@ -20,6 +20,9 @@ pub const MAX_EPOCH_BOUND: u8 = (MAX_CACHE - 1) as u8;
 pub type BrokerId = u8;
 /// A log offset; logs are at most `MAX_RECORDS` long.
 pub type Offset = u8;
+
+/// A follower whose log end offset the leader has not learned since it became leader.
+pub const UNKNOWN_OFFSET: Offset = u8::MAX;
 /// A leader epoch (KIP-101).
 pub type Epoch = u8;
 /// A record's identity: the n-th record the producer sent, starting at 1.

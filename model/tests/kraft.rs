@@ -2,9 +2,9 @@
 //! Vote without its log check loses a committed record, and random walks under larger bounds
 //! never break an always-property.
 
-use osprey_model::check::{CheckOptions, Engine};
+use osprey_model::check::{check, CheckOptions, Engine};
 use osprey_model::kraft::properties::violated;
-use osprey_model::kraft::{check_kraft, KraftConfig, KraftModel, KraftTrace, KraftVariant};
+use osprey_model::kraft::{KraftConfig, KraftModel, KraftTrace, KraftVariant, Quorum};
 use osprey_model::FlushPolicy;
 use proptest::prelude::*;
 
@@ -26,7 +26,7 @@ fn small() -> KraftConfig {
 
 #[test]
 fn default_protocol_holds_exhaustively_within_small_bounds() {
-    let report = check_kraft(small(), &opts(Engine::DfsSymmetry), |_| {});
+    let report = check::<Quorum>(small(), &opts(Engine::DfsSymmetry), |_| {});
     assert_eq!(report.verdict, "ok", "{:?}", report.counterexample);
     assert!(report.complete);
     assert!(report.unique_states > 100_000, "{}", report.unique_states);
@@ -41,8 +41,8 @@ fn symmetry_reduction_agrees_and_explores_fewer_states() {
         max_crashes: 0,
         ..small()
     };
-    let plain = check_kraft(config, &opts(Engine::Bfs), |_| {});
-    let reduced = check_kraft(config, &opts(Engine::DfsSymmetry), |_| {});
+    let plain = check::<Quorum>(config, &opts(Engine::Bfs), |_| {});
+    let reduced = check::<Quorum>(config, &opts(Engine::DfsSymmetry), |_| {});
     assert_eq!(plain.verdict, "ok");
     assert_eq!(reduced.verdict, "ok");
     assert!(reduced.properties.iter().all(|p| p.holds));
@@ -55,7 +55,7 @@ fn vote_without_log_check_loses_a_committed_record() {
         variant: Some(KraftVariant::VoteWithoutLogCheck),
         ..small()
     };
-    let report = check_kraft(config, &opts(Engine::Bfs), |_| {});
+    let report = check::<Quorum>(config, &opts(Engine::Bfs), |_| {});
     assert_eq!(report.verdict, "violation");
     let trace = report.counterexample.expect("a counterexample");
     assert!(
@@ -80,7 +80,7 @@ fn without_pre_vote_a_returning_voter_disrupts_a_stable_leader() {
         variant: Some(KraftVariant::NoPreVote),
         ..small()
     };
-    let report = check_kraft(config, &opts(Engine::Bfs), |_| {});
+    let report = check::<Quorum>(config, &opts(Engine::Bfs), |_| {});
     assert_eq!(report.verdict, "violation");
     let trace = report.counterexample.expect("a counterexample");
     assert_eq!(trace.violated, vec!["StableLeaderNotDisrupted".to_string()]);
@@ -98,14 +98,14 @@ fn unflushed_logs_lose_committed_records() {
         max_crashes: 2,
         ..small()
     };
-    let report = check_kraft(config, &opts(Engine::Bfs), |_| {});
+    let report = check::<Quorum>(config, &opts(Engine::Bfs), |_| {});
     assert_eq!(report.verdict, "violation");
     let trace = report.counterexample.expect("a counterexample");
     assert!(trace
         .violated
         .iter()
         .any(|p| p == "CommittedRecordNeverLost"));
-    let once = check_kraft(
+    let once = check::<Quorum>(
         KraftConfig {
             max_crashes: 1,
             ..config

@@ -1,7 +1,8 @@
 //! The checker proves the default protocol within small bounds and finds every historical
 //! flaw (`--variant`) as a counterexample that replays as a run of the model.
 
-use osprey_model::check::{check_partition, CheckOptions, Engine};
+use osprey_model::check::{check, CheckOptions, Engine};
+use osprey_model::replication::Replication;
 use osprey_model::{FetchDelivery, ModelConfig, Variant};
 
 fn opts() -> CheckOptions {
@@ -23,7 +24,7 @@ fn default_protocol_holds_exhaustively_within_small_bounds() {
             fetch,
             ..ModelConfig::default()
         };
-        let report = check_partition(config, &opts(), |_| {});
+        let report = check::<Replication>(config, &opts(), |_| {});
         assert_eq!(report.verdict, "ok", "{fetch}: {:?}", report.counterexample);
         assert!(report.complete);
         for p in &report.properties {
@@ -48,8 +49,8 @@ fn symmetry_reduction_agrees_and_explores_fewer_states() {
         max_isr_changes: 1,
         ..ModelConfig::default()
     };
-    let plain = check_partition(config, &opts(), |_| {});
-    let reduced = check_partition(
+    let plain = check::<Replication>(config, &opts(), |_| {});
+    let reduced = check::<Replication>(
         config,
         &CheckOptions {
             engine: Engine::DfsSymmetry,
@@ -88,8 +89,8 @@ fn reductions_agree_with_the_plain_search_on_every_property() {
             ..small
         },
     ] {
-        let plain = check_partition(config, &opts(), |_| {});
-        let reduced = check_partition(
+        let plain = check::<Replication>(config, &opts(), |_| {});
+        let reduced = check::<Replication>(
             config,
             &CheckOptions {
                 engine: Engine::DfsSymmetry,
@@ -110,7 +111,7 @@ fn reductions_agree_with_the_plain_search_on_every_property() {
 
 fn assert_variant_found(v: Variant) {
     let config = v.small_config();
-    let report = check_partition(config, &opts(), |_| {});
+    let report = check::<Replication>(config, &opts(), |_| {});
     assert_eq!(report.verdict, "violation", "{v}: no counterexample found");
     let trace = report.counterexample.expect("a counterexample");
     assert!(!trace.violated.is_empty());
@@ -130,7 +131,7 @@ fn assert_variant_found(v: Variant) {
         ..config
     };
     if v != Variant::SingleEpochTruncation && v != Variant::UnfencedTruncation {
-        let report = check_partition(fixed, &opts(), |_| {});
+        let report = check::<Replication>(fixed, &opts(), |_| {});
         assert_eq!(report.verdict, "ok", "{v}: the fixed protocol fails too");
     }
 }
@@ -193,7 +194,7 @@ fn every_variant_has_a_test_and_a_name_that_parses() {
 #[test]
 fn the_reduced_search_finds_every_variant() {
     for v in Variant::ALL {
-        let report = check_partition(
+        let report = check::<Replication>(
             v.small_config(),
             &CheckOptions {
                 engine: Engine::DfsSymmetry,

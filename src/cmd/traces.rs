@@ -1,5 +1,6 @@
 //! `osprey traces generate`: model traces for the conformance suite.
 
+use super::check::ProtocolName;
 use clap::{Args, Subcommand};
 use osprey_conformance::generate::{
     covering_set, kafka_counterexample, random_walks, write_traces,
@@ -51,10 +52,10 @@ pub struct CounterexampleArgs {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// The model to walk: `partition` (replication of one partition) or `kraft` (the
-    /// controller quorum).
-    #[arg(long, default_value = "partition")]
-    pub protocol: String,
+    /// The model to walk: `replication` (of one partition) or `quorum` (the controller
+    /// quorum). `partition` and `kraft` are accepted too.
+    #[arg(long, value_enum, default_value = "replication")]
+    pub protocol: ProtocolName,
     /// Random walks to write.
     #[arg(long, default_value_t = 200)]
     pub count: usize,
@@ -68,7 +69,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// States the covering search may visit per configuration (default: 2,000,000 for
-    /// partition, 400,000 for kraft).
+    /// replication, 400,000 for the quorum).
     #[arg(long)]
     pub search_limit: Option<usize>,
 }
@@ -119,17 +120,13 @@ fn counterexample(args: CounterexampleArgs) -> ExitCode {
 }
 
 fn generate(args: GenerateArgs) -> ExitCode {
-    match args.protocol.as_str() {
-        "partition" => generate_partition(args),
-        "kraft" => generate_kraft(args),
-        other => {
-            eprintln!("error: unknown protocol '{other}': expected partition or kraft");
-            ExitCode::from(2)
-        }
+    match args.protocol {
+        ProtocolName::Replication => generate_replication(args),
+        ProtocolName::Quorum => generate_quorum(args),
     }
 }
 
-fn generate_partition(args: GenerateArgs) -> ExitCode {
+fn generate_replication(args: GenerateArgs) -> ExitCode {
     let walks = random_walks(args.count, args.max_depth, args.seed);
     let (covering, missing) = covering_set(args.search_limit.unwrap_or(2_000_000));
     let covering: Vec<_> = covering.into_iter().map(|(_, t)| t).collect();
@@ -138,8 +135,8 @@ fn generate_partition(args: GenerateArgs) -> ExitCode {
     report(&args, walks.len(), covering.len(), written, missing)
 }
 
-/// KRaft traces: random walks of the quorum model and its covering set.
-fn generate_kraft(args: GenerateArgs) -> ExitCode {
+/// Quorum traces: random walks of the KRaft quorum model and its covering set.
+fn generate_quorum(args: GenerateArgs) -> ExitCode {
     let walks = kraft_generate::random_walks(args.count, args.max_depth, args.seed);
     let (covering, missing) = kraft_generate::covering_set(args.search_limit.unwrap_or(400_000));
     let covering: Vec<_> = covering.into_iter().map(|(_, t)| t).collect();
@@ -161,7 +158,10 @@ fn report(
     }
     println!(
         "wrote {walks} random walks and {covering} covering {} traces to {}",
-        args.protocol,
+        match args.protocol {
+            ProtocolName::Replication => "replication",
+            ProtocolName::Quorum => "quorum",
+        },
         args.out.display()
     );
     if !missing.is_empty() {

@@ -38,6 +38,38 @@ pub enum KraftAction {
 }
 
 impl KraftAction {
+    /// Every step kind, as [`KraftAction::kind`] names them.
+    pub const KINDS: [&'static str; 11] = [
+        "Timeout",
+        "HandlePreVote",
+        "HandleVote",
+        "BecomeLeader",
+        "BeginQuorumEpoch",
+        "Append",
+        "Fetch",
+        "HandleFetchResponse",
+        "Resign",
+        "Crash",
+        "Restart",
+    ];
+
+    /// The step kind (its `step` tag in traces).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KraftAction::Timeout { .. } => "Timeout",
+            KraftAction::HandleVote { .. } => "HandleVote",
+            KraftAction::HandlePreVote { .. } => "HandlePreVote",
+            KraftAction::BecomeLeader { .. } => "BecomeLeader",
+            KraftAction::BeginQuorumEpoch { .. } => "BeginQuorumEpoch",
+            KraftAction::Append { .. } => "Append",
+            KraftAction::Fetch { .. } => "Fetch",
+            KraftAction::HandleFetchResponse { .. } => "HandleFetchResponse",
+            KraftAction::Resign { .. } => "Resign",
+            KraftAction::Crash { .. } => "Crash",
+            KraftAction::Restart { .. } => "Restart",
+        }
+    }
+
     /// One line for tables and the explorer.
     pub fn describe(&self) -> String {
         match *self {

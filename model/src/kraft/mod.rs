@@ -23,7 +23,7 @@ pub mod symmetry;
 pub mod trace;
 
 pub use action::KraftAction;
-pub use check::check_kraft;
+pub use check::Quorum;
 pub use config::{KraftConfig, KraftVariant};
 pub use model::KraftModel;
 pub use state::KraftState;
