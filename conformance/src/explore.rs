@@ -34,7 +34,7 @@ pub fn config(flush_every: bool, min_isr: u8) -> ModelConfig {
         // The broker's fetch responses travel on their own: the finer grain.
         fetch: osprey_model::FetchDelivery::Split,
         variant: None,
-        max_log_failures: 0,
+        max_log_failures: 1,
     }
 }
 
@@ -66,6 +66,10 @@ fn alphabet(n: u8) -> Vec<Action> {
             broker: b,
             new_leader: None,
         });
+        out.push(Action::LogFails {
+            broker: b,
+            new_leader: None,
+        });
         for o in 0..n {
             if o != b {
                 out.push(Action::ProposeIsrShrink {
@@ -77,6 +81,10 @@ fn alphabet(n: u8) -> Vec<Action> {
                     follower: o,
                 });
                 out.push(Action::FenceBroker {
+                    broker: b,
+                    new_leader: Some(o),
+                });
+                out.push(Action::LogFails {
                     broker: b,
                     new_leader: Some(o),
                 });
@@ -151,10 +159,15 @@ pub fn run_recording(
         if (is_crash || live_fencing) && faults >= config.max_crashes {
             continue;
         }
+        if matches!(action, Action::LogFails { .. })
+            && c.offline_logs.len() >= usize::from(config.max_log_failures)
+        {
+            continue;
+        }
         let elects = matches!(
             action,
             Action::ElectLeader { .. } | Action::MoveLeader { .. }
-        ) || matches!(action, Action::FenceBroker { broker, .. } if c.leader == Some(broker))
+        ) || matches!(action, Action::FenceBroker { broker, .. } | Action::LogFails { broker, .. } if c.leader == Some(broker))
             // An unfence may elect (Kafka's controller does it in the same event).
             || matches!(action, Action::UnfenceBroker { .. } if c.leader.is_none());
         if elects && c.leader_epoch >= config.max_epoch {

@@ -74,6 +74,9 @@ pub struct Cluster {
     now_ms: u64,
     /// The test-only fault every replica runs with.
     faults: Faults,
+    /// Per broker: its log failed (`LogFails`), so it hosts no replica of the partition
+    /// any more (the broker's `reconcile` skips a failed log) and takes no replica step.
+    log_failed: Vec<bool>,
 }
 
 impl Cluster {
@@ -125,6 +128,7 @@ impl Cluster {
             records: vec![RecordStatus::NotSent; config.records as usize],
             now_ms: 0,
             faults: Faults::default(),
+            log_failed: vec![false; n],
         };
         let state = c.controller.partition_state();
         for b in 0..n {
@@ -221,6 +225,13 @@ impl Cluster {
                 ));
             }
         }
+        if let Some(b) = action.replica_step_of() {
+            if self.log_failed[b as usize] {
+                return Err(format!(
+                    "broker {b} hosts no replica of the partition: its log failed"
+                ));
+            }
+        }
         match action {
             Action::Produce { leader, acks_all } => self.produce(leader, acks_all)?,
             Action::Fetch { follower } => self.fetch(follower)?,
@@ -296,10 +307,14 @@ impl Cluster {
                 .map_err(|e| e.to_string())?,
             // The broker's log failed to open: it reports the replica offline, and its
             // replica takes no further step (the broker hosts no log for it).
-            Action::LogFails { broker, new_leader } => self
-                .controller
-                .log_fails(i32::from(broker), new_leader.map(i32::from))
-                .map_err(|e| e.to_string())?,
+            Action::LogFails { broker, new_leader } => {
+                // Only a running broker opens logs and reports one that fails.
+                self.up(broker)?;
+                self.controller
+                    .log_fails(i32::from(broker), new_leader.map(i32::from))
+                    .map_err(|e| e.to_string())?;
+                self.log_failed[broker as usize] = true;
+            }
         }
         self.forget_dropped_proposals();
         self.drop_stale_fetch_responses();
