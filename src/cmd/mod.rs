@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod kraft;
 pub mod metadata_quorum;
+pub mod nemesis;
 pub mod topics;
 pub mod traces;
 
