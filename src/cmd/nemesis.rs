@@ -102,6 +102,10 @@ struct RunOptions {
     rest_min_ms: u64,
     #[arg(long, default_value_t = 2500)]
     rest_max_ms: u64,
+    /// After each heal, wait up to this many seconds for every partition to be led and
+    /// fully replicated again before the next fault (0: do not wait).
+    #[arg(long, default_value_t = 15)]
+    wait_recovery_s: u64,
     /// Where runs are written (one `seed-S` directory each).
     #[arg(long, default_value = "./nemesis-runs")]
     dir: PathBuf,
@@ -197,7 +201,7 @@ fn print_report(seed: u64, r: &check::Report, history: &[serde_json::Value], dir
     println!(
         "seed {seed}: faults {} ({}); sent {}, acked {}, failed {}, lost {}, duplicated {}, reordered {}, \
          consumed-then-gone {}, commits {} (backwards {}, redelivered {}), observations {}, node exits {}, \
-         availability {:.1}%",
+         not recovered {}, availability {:.1}%",
         r.faults.values().sum::<u64>(),
         faults.join(", "),
         r.sent,
@@ -212,6 +216,7 @@ fn print_report(seed: u64, r: &check::Report, history: &[serde_json::Value], dir
         r.redelivered,
         r.observations,
         r.node_exits,
+        r.not_recovered,
         r.availability * 100.0
     );
     for v in r.violations.iter().take(10) {
@@ -257,6 +262,7 @@ fn campaign(a: &CampaignArgs) -> Result<bool> {
         total.commit_backwards += r.commit_backwards;
         total.redelivered += r.redelivered;
         total.node_exits += r.node_exits;
+        total.not_recovered += r.not_recovered;
         for (k, n) in &r.faults {
             *total.faults.entry(k.clone()).or_default() += n;
         }
@@ -480,9 +486,13 @@ fn run_one(seed: u64, o: &RunOptions) -> Result<check::Report> {
                 break;
             }
             std::thread::sleep(rest);
+            if o.wait_recovery_s > 0 && !interrupted() {
+                nemesis.wait_until_recovered(Duration::from_secs(o.wait_recovery_s));
+            }
         }
         let _ = nemesis.heal();
         history.record(json!({"op": "faults-done"}));
+        nemesis.wait_until_recovered(Duration::from_secs(60));
         result
     };
 

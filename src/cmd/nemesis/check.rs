@@ -54,6 +54,8 @@ pub struct Report {
     pub observations: u64,
     pub faults: BTreeMap<String, u64>,
     pub node_exits: u64,
+    /// Heals after which the cluster was not fully replicated again within the wait.
+    pub not_recovered: u64,
     /// Share of the run's seconds in which at least one acks=all write was acknowledged.
     pub availability: f64,
     pub violations: Vec<Violation>,
@@ -183,6 +185,7 @@ pub fn check(history: &[Value], unclean: bool) -> Report {
                     .or_default() += 1;
             }
             ("node-exited", None) => r.node_exits += 1,
+            ("not-recovered", None) => r.not_recovered += 1,
             ("observe-partition", None) => {
                 r.observations += 1;
                 let topic = s(e, "topic").unwrap_or_default();

@@ -370,6 +370,37 @@ impl<'a> Nemesis<'a> {
         Ok(())
     }
 
+    /// Waits (at most `within`) until the brokers report every partition led and fully
+    /// replicated, and records how long that took. Without it faults pile up faster than
+    /// the cluster recovers: a follower killed before the previous victim rejoined the ISR
+    /// leaves one replica, and killing that one takes the partition offline for good (a
+    /// broker back from a crash is not eligible, KIP-966), which ends what the run can
+    /// measure.
+    pub fn wait_until_recovered(&mut self, within: Duration) -> bool {
+        let start = super::history::now_ms();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let l = *self.latest.lock().unwrap_or_else(|e| e.into_inner());
+            // Only an observation made after the heal counts.
+            if l.healthy && l.healthy_at > start + 500 {
+                self.history.record(json!({
+                    "op": "recovered",
+                    "after_ms": super::history::now_ms() - start,
+                }));
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                self.history.record(json!({
+                    "op": "not-recovered",
+                    "after_ms": super::history::now_ms() - start,
+                }));
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            self.note_exits();
+        }
+    }
+
     /// Records nodes whose process exited by itself (a disk error, or a crash to look at).
     pub fn note_exits(&mut self) {
         for id in self.cluster.ids() {

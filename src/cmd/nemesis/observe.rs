@@ -19,10 +19,14 @@ use super::history::History;
 const TIMEOUT: Duration = Duration::from_millis(400);
 pub const TOPICS: [&str; 2] = ["nemesis-queue", "nemesis-log"];
 
-/// What the nemesis needs to know now: the active controller as last reported.
+/// What the nemesis needs to know now: the active controller as last reported, and
+/// whether the last broker that answered showed every partition led with a full ISR.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Latest {
     pub quorum_leader: Option<i32>,
+    pub healthy: bool,
+    /// When `healthy` was last computed (wall-clock ms).
+    pub healthy_at: i64,
 }
 
 pub struct Targets {
@@ -92,6 +96,14 @@ async fn poll_once(targets: &Targets, history: &History, latest: &Mutex<Latest>)
         }
     }
     let (brokers, controllers) = (broker_answers, controller_answers);
+    if let Some(healthy) = brokers
+        .iter()
+        .find_map(|(_, r)| r.as_ref().ok().map(all_fully_replicated))
+    {
+        let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
+        l.healthy = healthy;
+        l.healthy_at = super::history::now_ms();
+    }
     for (from, r) in brokers {
         let Ok(r) = r else { continue };
         for t in r.topics {
@@ -140,6 +152,23 @@ async fn poll_once(targets: &Targets, history: &History, latest: &Mutex<Latest>)
                 .quorum_leader = Some(from);
         }
     }
+}
+
+/// Every workload partition has a leader and all its replicas in the ISR.
+fn all_fully_replicated(r: &MetadataResponse) -> bool {
+    let mut partitions = 0;
+    for t in &r.topics {
+        if t.error_code != 0 {
+            return false;
+        }
+        for p in &t.partitions {
+            partitions += 1;
+            if p.leader_id.0 < 0 || p.isr_nodes.len() < p.replica_nodes.len() {
+                return false;
+            }
+        }
+    }
+    partitions > 0
 }
 
 /// Polls every `period` until `stop` is set.
