@@ -86,6 +86,11 @@ struct RunOptions {
     unclean: bool,
     #[arg(long, default_value_t = 2)]
     min_insync: u16,
+    /// The producers' `request.timeout.ms` (librdkafka's default is 30000). Shorter values
+    /// make produces time out in flight during faults, which librdkafka answers by sending
+    /// their records again (see the README).
+    #[arg(long, default_value_t = 30000)]
+    request_timeout_ms: u64,
     /// Records a second each producer sends.
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
@@ -450,6 +455,8 @@ fn run_one(seed: u64, o: &RunOptions) -> Result<check::Report> {
             format!("{}", o.time.as_secs_f64() + 5.0),
             "--rate".into(),
             format!("{}", o.rate),
+            "--request-timeout-ms".into(),
+            o.request_timeout_ms.to_string(),
         ],
         &history,
     )?;

@@ -42,15 +42,20 @@ def emit(**event):
         sys.stdout.flush()
 
 
+REQUEST_TIMEOUT_MS = 30000
+
+
 def producer(bootstrap):
     return Producer({
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
-        "message.timeout.ms": 20000,
-        "request.timeout.ms": 5000,
-        "socket.timeout.ms": 5000,
+        # librdkafka's default request timeout (30 s) unless --request-timeout-ms: a produce
+        # that times out in flight makes librdkafka re-send its records, see README.
+        "request.timeout.ms": REQUEST_TIMEOUT_MS,
+        "message.timeout.ms": max(60000, 2 * REQUEST_TIMEOUT_MS),
+        "socket.timeout.ms": 10000,
         "metadata.max.age.ms": 2000,
         "topic.metadata.refresh.interval.ms": 1000,
         "reconnect.backoff.max.ms": 1000,
@@ -242,7 +247,10 @@ def main():
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--rate", type=float, default=100, help="records a second per producer")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--request-timeout-ms", type=int, default=30000)
     args = ap.parse_args()
+    global REQUEST_TIMEOUT_MS
+    REQUEST_TIMEOUT_MS = args.request_timeout_ms
     if args.mode == "run":
         run(args)
     else:
