@@ -6,11 +6,18 @@ cd "$(dirname "$0")/.."
 
 # Real Kafka clients the integration tests drive: Debian's kcat (librdkafka 2.0.2) and the
 # Python clients from PyPI; docker-compose and nsenter for the deployment tests (the Docker
-# engine itself comes with the machine).
+# engine itself comes with the machine); for the fault campaign (tests/nemesis_smoke.rs,
+# lazyfs/tests/mount.rs): ip (network namespaces, veths, bridges), nft (partitions),
+# iptables (letting the campaign's bridge through the host's FORWARD chain), fusermount3
+# and umount.
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

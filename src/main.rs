@@ -38,6 +38,9 @@ enum Command {
     Traces(cmd::traces::TracesArgs),
     /// Replay model traces against the broker's replication core and storage.
     Conformance(cmd::conformance::ConformanceArgs),
+    /// The fault campaign: a cluster in network namespaces under a seeded schedule of
+    /// faults, real clients, and a checker over the history.
+    Nemesis(cmd::nemesis::NemesisArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +62,6 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Traces(args) => cmd::traces::run(args),
         Command::Conformance(args) => cmd::conformance::run(args),
+        Command::Nemesis(args) => cmd::nemesis::run(args),
     }
 }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod guarantees;
 pub mod metadata_quorum;
+pub mod nemesis;
 pub mod topics;
 pub mod traces;
 

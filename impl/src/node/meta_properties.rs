@@ -91,16 +91,18 @@ impl MetaProperties {
         text
     }
 
-    /// Writes the file atomically (a temporary file, then a rename).
+    /// Writes the file atomically and durably (a temporary file, fsynced, renamed, the
+    /// directory fsynced): without the fsyncs a power cut could leave no file, or an empty
+    /// one, and the node would format its directory anew (found by the fault campaign's
+    /// power cuts; tests/power_cut.rs).
     pub fn store(&self, dir: &Path) -> Result<(), MetaPropertiesError> {
         let path = dir.join(FILE_NAME);
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        let unwritable = |e: std::io::Error| MetaPropertiesError::Unwritable {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
-        std::fs::write(&tmp, self.render()).map_err(unwritable)?;
-        std::fs::rename(&tmp, &path).map_err(unwritable)
+        crate::storage::checkpoint::atomic_write(&path, self.render().as_bytes()).map_err(|e| {
+            MetaPropertiesError::Unwritable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })
     }
 }
 

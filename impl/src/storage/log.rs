@@ -187,7 +187,19 @@ impl PartitionLog {
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        let created = !dir.exists();
         fs::create_dir_all(&dir).map_err(StorageError::io("creating directory", &dir))?;
+        if created {
+            // A new directory's entry lives in its parent: until the parent is fsynced, a
+            // power cut can take the whole partition directory, fsynced segments and
+            // checkpoints (and a controller's quorum-state) included. Found by the fault
+            // campaign's power cuts; tests/power_cut.rs.
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            fsync_dir(parent)?;
+        }
         for name in [LEADER_EPOCH_CHECKPOINT, HIGH_WATERMARK_CHECKPOINT] {
             remove_if_exists(&tmp_path(&dir.join(name)))?;
         }
