@@ -14,16 +14,25 @@ use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 
-use super::error_codes::*;
+use super::ids::{BrokerId, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 use super::producer_state::{Check, ProducerStateManager};
 use super::purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
-use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
+use crate::error_codes::*;
 use crate::fault;
 use crate::faults::Faults;
 use crate::storage::{
     validate_produce, BatchHeader, BatchRejection, PartitionLog, StorageError, TimestampType,
     ValidationConfig, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
+
+/// What the replica asks its driver to do, drained with [`Replica::poll_effect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Answer a produce request that was waiting in the purgatory.
+    CompleteProduce(ProduceCompletion),
+    /// Send this AlterPartition request to the controller (from [`Replica::handle_timeout`]).
+    SendAlterPartition(AlterPartitionProposal),
+}
 
 /// The settings the protocol reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +62,7 @@ impl ReplicaConfig {
 /// The partition state a broker learns from the controller's metadata (KRaft's
 /// PartitionRecord / PartitionChangeRecord).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionState {
+pub struct PartitionRegistration {
     /// The leader, [`NO_BROKER`] while the partition is offline.
     pub leader: BrokerId,
     pub leader_epoch: LeaderEpoch,
@@ -423,6 +432,44 @@ impl Replica {
     }
 
     // -------------------------------------------------------------------------------------
+    // Invariants
+
+    /// What holds after every transition, checked where it changes state (a comparison and
+    /// a scan of an ISR of a few brokers: free, so `assert!`). The high watermark never
+    /// passes the log end offset; a leader's committed ISR holds the leader (so it is never
+    /// empty): the controller elects from the ISR and never removes the leader from it, and
+    /// this leader never proposes to drop itself.
+    fn assert_invariants(&self) {
+        let (hw, leo) = (self.log.high_watermark(), self.log.log_end_offset());
+        assert!(
+            hw <= leo,
+            "replica {}: high watermark {hw} past the log end offset {leo}",
+            self.config.broker_id
+        );
+        if let Role::Leader(l) = &self.role {
+            assert!(
+                l.isr.contains(&self.config.broker_id),
+                "replica {} leads epoch {} with an ISR {:?} that does not hold it",
+                self.config.broker_id,
+                self.leader_epoch,
+                l.isr
+            );
+        }
+    }
+
+    /// The only write of the leader epoch: metadata moves it forward, never back (stale
+    /// metadata is ignored before this is reached).
+    fn set_leader_epoch(&mut self, epoch: LeaderEpoch) {
+        assert!(
+            epoch >= self.leader_epoch,
+            "replica {}: leader epoch would go back from {} to {epoch}",
+            self.config.broker_id,
+            self.leader_epoch
+        );
+        self.leader_epoch = epoch;
+    }
+
+    // -------------------------------------------------------------------------------------
     // Metadata: BecomeLeader / BecomeFollower
 
     /// Model step `BecomeLeader`: the metadata says this broker leads. A new leader epoch
@@ -431,7 +478,7 @@ impl Replica {
     /// caught up now, as Kafka's `resetReplicaState`), and remembers where its epoch starts.
     /// The same leader epoch with a newer partition epoch only updates the ISR. Returns
     /// whether anything changed; stale metadata (older epochs) is ignored.
-    pub fn become_leader(&mut self, state: &PartitionState, now_ms: u64) -> bool {
+    pub fn become_leader(&mut self, state: &PartitionRegistration, now_ms: u64) -> bool {
         let me = self.config.broker_id;
         if state.leader != me || state.leader_epoch < self.leader_epoch {
             return false;
@@ -466,7 +513,7 @@ impl Replica {
                 epoch_start_offset: self.log.log_end_offset(),
                 followers,
             });
-            self.leader_epoch = state.leader_epoch;
+            self.set_leader_epoch(state.leader_epoch);
             // As Kafka's `makeLeader` (and the model's BecomeLeader): the new epoch starts at
             // the log end now, not at the first append. Otherwise a leader that loses
             // leadership before appending would send an older last fetched epoch than the
@@ -478,13 +525,14 @@ impl Replica {
             }
         }
         self.maybe_advance_high_watermark();
+        self.assert_invariants();
         true
     }
 
     /// Model step `BecomeFollower`: the metadata says another broker (or none) leads. No
     /// truncation here: the first fetch to the new leader validates the log (KIP-595) and
     /// truncates only a diverged tail. Produces waiting at a former leader fail.
-    pub fn become_follower(&mut self, state: &PartitionState) -> bool {
+    pub fn become_follower(&mut self, state: &PartitionRegistration) -> bool {
         if state.leader == self.config.broker_id || state.leader_epoch < self.leader_epoch {
             return false;
         }
@@ -501,7 +549,7 @@ impl Replica {
                 leader: state.leader,
             }
         };
-        self.leader_epoch = state.leader_epoch;
+        self.set_leader_epoch(state.leader_epoch);
         self.epoch_validated = false;
         if fault!(self.config.faults, HwTruncation) {
             // Before KIP-101: a new follower cut its log back to its high watermark.
@@ -509,6 +557,7 @@ impl Replica {
                 tracing::warn!(error = %e, "truncating to the high watermark");
             }
         }
+        self.assert_invariants();
         true
     }
 
@@ -601,6 +650,7 @@ impl Replica {
         };
         self.producers.update_from_append(&info.batches);
         self.maybe_advance_high_watermark();
+        self.assert_invariants();
         if info.record_count == 0 {
             return done(NONE, info.first_offset);
         }
@@ -657,6 +707,8 @@ impl Replica {
 
     /// Times out waiting produces whose deadline passed, and queues the AlterPartition that
     /// [`Self::isr_changes_due`] finds (Kafka's purgatory reaper and isr-expiration task).
+    /// The driver calls it on a fixed tick, as Kafka runs both tasks on a schedule: a
+    /// follower falls out of sync by time passing, not at a deadline the replica could name.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let effects = &mut self.effects;
         self.purgatory
@@ -664,11 +716,6 @@ impl Replica {
         if let Some(p) = self.isr_changes_due(now_ms) {
             self.effects.push_back(Effect::SendAlterPartition(p));
         }
-    }
-
-    /// When the driver should call [`Self::handle_timeout`] next for produce deadlines.
-    pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.purgatory.next_deadline_ms()
     }
 
     // -------------------------------------------------------------------------------------
@@ -769,6 +816,7 @@ impl Replica {
             f.broker_epoch = req.replica_broker_epoch;
         }
         self.maybe_advance_high_watermark();
+        self.assert_invariants();
         match self.log.read(req.fetch_offset, req.max_bytes) {
             Ok(records) => FetchResult {
                 error_code: NONE,
@@ -824,6 +872,7 @@ impl Replica {
                 self.producers.rebuild(&self.log)?;
             }
             self.epoch_validated = fault!(f, SingleEpochTruncation);
+            self.assert_invariants();
             return Ok(FollowerFetchOutcome::Truncated {
                 log_end_offset: self.log.log_end_offset(),
             });
@@ -836,6 +885,7 @@ impl Replica {
         self.epoch_validated = fault!(f, SingleEpochTruncation) || unfenced;
         let leo = self.log.log_end_offset();
         self.log.set_high_watermark(r.high_watermark.min(leo));
+        self.assert_invariants();
         Ok(FollowerFetchOutcome::Appended {
             log_end_offset: leo,
         })
@@ -886,6 +936,7 @@ impl Replica {
         self.purgatory.complete_up_to(hw, enough, |c| {
             effects.push_back(Effect::CompleteProduce(c))
         });
+        self.assert_invariants();
         true
     }
 
@@ -1051,6 +1102,7 @@ impl Replica {
                 l.partition_epoch = *partition_epoch;
                 l.pending_isr = None;
                 self.maybe_advance_high_watermark();
+                self.assert_invariants();
             }
             AlterPartitionResponse::Error(FENCED_LEADER_EPOCH | INVALID_UPDATE_VERSION) => {
                 return false
@@ -1090,6 +1142,7 @@ impl Replica {
         if fault!(r.config.faults, HwTruncation) {
             r.truncate_to_high_watermark()?;
         }
+        r.assert_invariants();
         Ok(r)
     }
 }
@@ -1126,8 +1179,12 @@ mod tests {
         Replica::new(ReplicaConfig::new(id), log, 1).unwrap()
     }
 
-    fn state(leader: BrokerId, leader_epoch: LeaderEpoch, isr: &[BrokerId]) -> PartitionState {
-        PartitionState {
+    fn state(
+        leader: BrokerId,
+        leader_epoch: LeaderEpoch,
+        isr: &[BrokerId],
+    ) -> PartitionRegistration {
+        PartitionRegistration {
             leader,
             leader_epoch,
             partition_epoch: leader_epoch,
