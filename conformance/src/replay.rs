@@ -31,8 +31,8 @@
 
 use std::fmt;
 
+use osprey_broker::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::faults::{Fault, Faults};
-use osprey_broker::replication::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::replication::{
     Acks, AlterPartitionProposal, BrokerId, Effect, FetchResponse, ProduceOutcome, Replica,
     ReplicaConfig,
