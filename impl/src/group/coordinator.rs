@@ -126,7 +126,10 @@ impl GroupCoordinator {
 
     // ---------------------------------------------------------------- JoinGroup
 
-    /// JoinGroup at `version`. See [`super::state`] for the transitions it drives.
+    /// JoinGroup at `version`. See [`super::state`] for the transitions it drives: the
+    /// request is checked ([`Self::join_settings`]), then a member joins for the first
+    /// time ([`join_new_member`]), returns with the id KIP-394 handed it
+    /// ([`join_pending_member`]), or joins again ([`rejoin_member`]).
     pub fn handle_join(
         &mut self,
         request_id: u64,
@@ -138,36 +141,20 @@ impl GroupCoordinator {
         let member_id = req.member_id.as_str().to_owned();
         let fail = |code| Reply::Now(join_error(version, code, &member_id));
         let group_id = req.group_id.as_str().to_owned();
-        let code = self.coordinator_error(&group_id);
-        if code != errors::NONE {
-            return fail(code);
-        }
-        if req.group_instance_id.is_some() {
-            // Static membership (KIP-345) is not implemented; Kafka answers the same code
-            // when its inter-broker protocol predates static membership.
-            return fail(errors::UNSUPPORTED_VERSION);
-        }
-        if req.session_timeout_ms < self.config.min_session_timeout_ms
-            || req.session_timeout_ms > self.config.max_session_timeout_ms
-        {
-            return fail(errors::INVALID_SESSION_TIMEOUT);
-        }
-        let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms < 0 {
-            req.session_timeout_ms
-        } else {
-            req.rebalance_timeout_ms
+        let join = match self.join_settings(&group_id, version, &req) {
+            Ok(join) => join,
+            Err(code) => return fail(code),
         };
-        let protocol_type = req.protocol_type.as_str().to_owned();
-        let protocols: Vec<(String, Bytes)> = req
-            .protocols
-            .iter()
-            .map(|p| (p.name.as_str().to_owned(), p.metadata.clone()))
-            .collect();
         let parked = Parked {
             request_id,
             version,
         };
         let partition = self.partition_of(&group_id);
+        let epoch = self
+            .coordinator_epochs
+            .get(&partition)
+            .copied()
+            .unwrap_or(0);
         let cfg = self.config;
         if !member_id.is_empty() && !self.groups.contains_key(&group_id) {
             return fail(errors::UNKNOWN_MEMBER_ID);
@@ -176,92 +163,59 @@ impl GroupCoordinator {
             .groups
             .entry(group_id.clone())
             .or_insert_with(|| Group::new(group_id.clone(), partition));
-
+        let out = &mut self.out;
         if member_id.is_empty() {
-            if !group.supports(&protocol_type, &protocols, None) {
-                return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
-            }
-            let epoch = self
-                .coordinator_epochs
-                .get(&partition)
-                .copied()
-                .unwrap_or(0);
-            let new_id = new_member_id(&mut self.next_member, &client.client_id, epoch, group);
-            if version >= 4 {
-                // KIP-394: hand out the id first, so a client that times out before the
-                // join phase ends does not leave an unknown member behind.
-                let expiry = now_ms.saturating_add(req.session_timeout_ms as u64);
-                group.pending_members.insert(new_id.clone(), expiry);
-                return Reply::Now(join_error(version, errors::MEMBER_ID_REQUIRED, &new_id));
-            }
-            let member = new_member(
-                new_id,
-                client,
-                &req,
-                rebalance_timeout_ms,
-                protocols,
-                now_ms,
-                parked,
-            );
-            add_member_and_rebalance(group, &cfg, &mut self.out, member, &protocol_type, now_ms);
-            return Reply::Parked;
+            let next_member = &mut self.next_member;
+            let new_id =
+                |group: &Group| new_member_id(next_member, &client.client_id, epoch, group);
+            return join_new_member(group, &cfg, out, new_id, client, &req, join, parked, now_ms);
         }
-
         if group.pending_members.contains_key(&member_id) {
-            if !group.supports(&protocol_type, &protocols, None) {
-                return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
-            }
-            group.pending_members.shift_remove(&member_id);
-            let member = new_member(
-                member_id,
-                client,
-                &req,
-                rebalance_timeout_ms,
-                protocols,
-                now_ms,
-                parked,
+            return join_pending_member(
+                group, &cfg, out, member_id, client, &req, join, parked, now_ms,
             );
-            add_member_and_rebalance(group, &cfg, &mut self.out, member, &protocol_type, now_ms);
-            return Reply::Parked;
         }
-        if !group.members.contains_key(&member_id) {
-            return fail(errors::UNKNOWN_MEMBER_ID);
+        rejoin_member(
+            group, &cfg, out, &member_id, client, &req, join, parked, now_ms,
+        )
+    }
+
+    /// The checks of a JoinGroup before any group is touched, and what it asks for.
+    fn join_settings(
+        &self,
+        group_id: &str,
+        version: i16,
+        req: &JoinGroupRequest,
+    ) -> Result<JoinSettings, i16> {
+        let code = self.coordinator_error(group_id);
+        if code != errors::NONE {
+            return Err(code);
         }
-        if !group.supports(&protocol_type, &protocols, Some(&member_id)) {
-            return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
+        if req.group_instance_id.is_some() {
+            // Static membership (KIP-345) is not implemented; Kafka answers the same code
+            // when its inter-broker protocol predates static membership.
+            return Err(errors::UNSUPPORTED_VERSION);
         }
-        let unchanged = group.members[&member_id].protocols == protocols;
-        let is_leader = group.leader.as_deref() == Some(member_id.as_str());
-        match group.state {
-            GroupState::PreparingRebalance => {}
-            // A duplicate join after the join phase ended: answer with the generation the
-            // member is already in, as Kafka does, unless its protocols changed.
-            GroupState::CompletingRebalance if unchanged => {
-                return Reply::Now(join_response(group, &member_id));
-            }
-            GroupState::Stable if unchanged && !is_leader => {
-                return Reply::Now(join_response(group, &member_id));
-            }
-            GroupState::CompletingRebalance | GroupState::Stable => {}
-            GroupState::Empty | GroupState::Dead => return fail(errors::UNKNOWN_MEMBER_ID),
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return Err(errors::INVALID_SESSION_TIMEOUT);
         }
-        let member = group.members.get_mut(&member_id).expect("checked above");
-        member.protocols = protocols;
-        member.session_timeout_ms = req.session_timeout_ms;
-        member.rebalance_timeout_ms = rebalance_timeout_ms;
-        member.client_id = client.client_id.clone();
-        member.client_host = client.client_host.clone();
-        member.last_heartbeat_ms = now_ms;
-        if let Some(old) = member.pending_join.replace(parked) {
-            let response = join_error(old.version, errors::REBALANCE_IN_PROGRESS, &member_id);
-            self.out
-                .respond(old.request_id, GroupResponse::Join(response));
-        }
-        if group.state != GroupState::PreparingRebalance {
-            prepare_rebalance(group, &cfg, &mut self.out, now_ms);
-        }
-        try_complete_join(group, &mut self.out, now_ms);
-        Reply::Parked
+        let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms < 0 {
+            req.session_timeout_ms
+        } else {
+            req.rebalance_timeout_ms
+        };
+        Ok(JoinSettings {
+            version,
+            protocol_type: req.protocol_type.as_str().to_owned(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.as_str().to_owned(), p.metadata.clone()))
+                .collect(),
+            rebalance_timeout_ms,
+        })
     }
 
     // ---------------------------------------------------------------- SyncGroup
@@ -796,4 +750,145 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// What a checked JoinGroup asks for.
+struct JoinSettings {
+    version: i16,
+    protocol_type: String,
+    protocols: Vec<(String, Bytes)>,
+    rebalance_timeout_ms: i32,
+}
+
+/// A JoinGroup without a member id: with KIP-394 (v4+) the member gets its id first and
+/// must join again with it; before, it joins at once and a rebalance starts.
+#[allow(clippy::too_many_arguments)]
+fn join_new_member(
+    group: &mut Group,
+    cfg: &CoordinatorConfig,
+    out: &mut Outbox,
+    new_id: impl FnOnce(&Group) -> String,
+    client: &ClientInfo,
+    req: &JoinGroupRequest,
+    join: JoinSettings,
+    parked: Parked,
+    now_ms: u64,
+) -> Reply<JoinGroupResponse> {
+    if !group.supports(&join.protocol_type, &join.protocols, None) {
+        return Reply::Now(join_error(
+            join.version,
+            errors::INCONSISTENT_GROUP_PROTOCOL,
+            "",
+        ));
+    }
+    let new_id = new_id(group);
+    if join.version >= 4 {
+        // KIP-394: hand out the id first, so a client that times out before the join
+        // phase ends does not leave an unknown member behind.
+        let expiry = now_ms.saturating_add(req.session_timeout_ms as u64);
+        group.pending_members.insert(new_id.clone(), expiry);
+        return Reply::Now(join_error(
+            join.version,
+            errors::MEMBER_ID_REQUIRED,
+            &new_id,
+        ));
+    }
+    let member = new_member(
+        new_id,
+        client,
+        req,
+        join.rebalance_timeout_ms,
+        join.protocols,
+        now_ms,
+        parked,
+    );
+    add_member_and_rebalance(group, cfg, out, member, &join.protocol_type, now_ms);
+    Reply::Parked
+}
+
+/// A JoinGroup with the member id KIP-394 handed out: the member joins and a rebalance
+/// starts.
+#[allow(clippy::too_many_arguments)]
+fn join_pending_member(
+    group: &mut Group,
+    cfg: &CoordinatorConfig,
+    out: &mut Outbox,
+    member_id: String,
+    client: &ClientInfo,
+    req: &JoinGroupRequest,
+    join: JoinSettings,
+    parked: Parked,
+    now_ms: u64,
+) -> Reply<JoinGroupResponse> {
+    if !group.supports(&join.protocol_type, &join.protocols, None) {
+        let code = errors::INCONSISTENT_GROUP_PROTOCOL;
+        return Reply::Now(join_error(join.version, code, &member_id));
+    }
+    group.pending_members.shift_remove(&member_id);
+    let member = new_member(
+        member_id,
+        client,
+        req,
+        join.rebalance_timeout_ms,
+        join.protocols,
+        now_ms,
+        parked,
+    );
+    add_member_and_rebalance(group, cfg, out, member, &join.protocol_type, now_ms);
+    Reply::Parked
+}
+
+/// A JoinGroup from a member of the group: a duplicate after the join phase is answered
+/// with the generation it is in (unless its protocols changed); otherwise its settings
+/// are updated and the group rebalances (or goes on with the rebalance under way).
+#[allow(clippy::too_many_arguments)]
+fn rejoin_member(
+    group: &mut Group,
+    cfg: &CoordinatorConfig,
+    out: &mut Outbox,
+    member_id: &str,
+    client: &ClientInfo,
+    req: &JoinGroupRequest,
+    join: JoinSettings,
+    parked: Parked,
+    now_ms: u64,
+) -> Reply<JoinGroupResponse> {
+    let fail = |code| Reply::Now(join_error(join.version, code, member_id));
+    if !group.members.contains_key(member_id) {
+        return fail(errors::UNKNOWN_MEMBER_ID);
+    }
+    if !group.supports(&join.protocol_type, &join.protocols, Some(member_id)) {
+        return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
+    }
+    let unchanged = group.members[member_id].protocols == join.protocols;
+    let is_leader = group.leader.as_deref() == Some(member_id);
+    match group.state {
+        GroupState::PreparingRebalance => {}
+        // A duplicate join after the join phase ended: answer with the generation the
+        // member is already in, as Kafka does, unless its protocols changed.
+        GroupState::CompletingRebalance if unchanged => {
+            return Reply::Now(join_response(group, member_id));
+        }
+        GroupState::Stable if unchanged && !is_leader => {
+            return Reply::Now(join_response(group, member_id));
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => {}
+        GroupState::Empty | GroupState::Dead => return fail(errors::UNKNOWN_MEMBER_ID),
+    }
+    let member = group.members.get_mut(member_id).expect("checked above");
+    member.protocols = join.protocols;
+    member.session_timeout_ms = req.session_timeout_ms;
+    member.rebalance_timeout_ms = join.rebalance_timeout_ms;
+    member.client_id = client.client_id.clone();
+    member.client_host = client.client_host.clone();
+    member.last_heartbeat_ms = now_ms;
+    if let Some(old) = member.pending_join.replace(parked) {
+        let response = join_error(old.version, errors::REBALANCE_IN_PROGRESS, member_id);
+        out.respond(old.request_id, GroupResponse::Join(response));
+    }
+    if group.state != GroupState::PreparingRebalance {
+        prepare_rebalance(group, cfg, out, now_ms);
+    }
+    try_complete_join(group, out, now_ms);
+    Reply::Parked
 }
