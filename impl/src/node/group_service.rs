@@ -257,12 +257,12 @@ fn offsets_log_records(log: &PartitionLog) -> Vec<(Bytes, Bytes)> {
 mod tests {
     use super::*;
     use crate::storage::BatchBuilder;
-    use kafka_protocol::protocol::StrBytes;
     use crate::storage::LogConfig;
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::protocol::StrBytes;
 
     fn commit_request(offset: i64) -> OffsetCommitRequest {
         OffsetCommitRequest::default()

@@ -53,16 +53,7 @@ async fn fetcher(shared: Arc<NodeShared>, leader: i32) {
     let mut conn: Option<Connection> = None;
     let mut idle_since = None;
     loop {
-        let mut parts: Vec<(Arc<PartitionSlot>, FetchRequestPartition)> = Vec::new();
-        for slot in shared.replicas.all() {
-            if let Some((l, req)) =
-                slot.with_replica(&shared.replicas, |r| r.fetch_request(max_bytes))
-            {
-                if l == leader {
-                    parts.push((slot, req));
-                }
-            }
-        }
+        let parts = followed_on(&shared, leader, max_bytes);
         if parts.is_empty() {
             let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
             if since.elapsed() > Duration::from_secs(2) {
@@ -77,13 +68,8 @@ async fn fetcher(shared: Arc<NodeShared>, leader: i32) {
             continue;
         };
         if conn.as_ref().is_none_or(|c| c.addr() != addr) {
-            match Connection::connect(
-                &addr,
-                &format!("replica-fetcher-{me}"),
-                Duration::from_secs(1),
-            )
-            .await
-            {
+            let client_id = format!("replica-fetcher-{me}");
+            match Connection::connect(&addr, &client_id, Duration::from_secs(1)).await {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -111,49 +97,77 @@ async fn fetcher(shared: Arc<NodeShared>, leader: i32) {
                 continue;
             }
         };
-        let mut requests: HashMap<TopicPartition, (Arc<PartitionSlot>, FetchRequestPartition)> =
-            parts
-                .into_iter()
-                .map(|(s, r)| (s.tp.clone(), (s, r)))
-                .collect();
-        let mut errors = false;
-        for topic in resp.responses {
-            for p in topic.partitions {
-                let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition_index);
-                let Some((slot, req)) = requests.remove(&tp) else {
-                    continue;
-                };
-                errors |= p.error_code != 0;
-                let response = fetch_mapping::follower_fetch_response(leader, &req, p);
-                let outcome = slot.with_replica(&shared.replicas, |r| {
-                    let before = r.log_end_offset();
-                    (before, r.handle_fetch_response(&response))
-                });
-                match outcome {
-                    (_, Err(e)) => {
-                        tracing::error!(%tp, error = %e, "follower append failed");
-                        errors = true;
-                    }
-                    // What an operator looks for after a partition heals: the records a
-                    // deposed leader wrote that the new leader never had are cut here.
-                    (before, Ok(FollowerFetchOutcome::Truncated { log_end_offset }))
-                        if log_end_offset < before =>
-                    {
-                        tracing::info!(
-                            %tp,
-                            from = before,
-                            to = log_end_offset,
-                            leader,
-                            "truncated the log to where it diverged from the leader"
-                        );
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if errors {
+        if hand_back(&shared, leader, parts, resp) {
             // The leader or epoch moved: wait for metadata rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The replicas that follow `leader`, each with the fetch request it builds.
+fn followed_on(
+    shared: &NodeShared,
+    leader: i32,
+    max_bytes: usize,
+) -> Vec<(Arc<PartitionSlot>, FetchRequestPartition)> {
+    let mut parts = Vec::new();
+    for slot in shared.replicas.all() {
+        if let Some((l, req)) = slot.with_replica(&shared.replicas, |r| r.fetch_request(max_bytes))
+        {
+            if l == leader {
+                parts.push((slot, req));
+            }
+        }
+    }
+    parts
+}
+
+/// Hands the leader's answer for each partition back to its replica. Returns whether any
+/// partition failed (an error from the leader, or an append that failed here).
+fn hand_back(
+    shared: &NodeShared,
+    leader: i32,
+    parts: Vec<(Arc<PartitionSlot>, FetchRequestPartition)>,
+    resp: FetchResponse,
+) -> bool {
+    let mut requests: HashMap<TopicPartition, (Arc<PartitionSlot>, FetchRequestPartition)> = parts
+        .into_iter()
+        .map(|(s, r)| (s.tp.clone(), (s, r)))
+        .collect();
+    let mut errors = false;
+    for topic in resp.responses {
+        for p in topic.partitions {
+            let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition_index);
+            let Some((slot, req)) = requests.remove(&tp) else {
+                continue;
+            };
+            errors |= p.error_code != 0;
+            let response = fetch_mapping::follower_fetch_response(leader, &req, p);
+            let outcome = slot.with_replica(&shared.replicas, |r| {
+                let before = r.log_end_offset();
+                (before, r.handle_fetch_response(&response))
+            });
+            match outcome {
+                (_, Err(e)) => {
+                    tracing::error!(%tp, error = %e, "follower append failed");
+                    errors = true;
+                }
+                // What an operator looks for after a partition heals: the records a
+                // deposed leader wrote that the new leader never had are cut here.
+                (before, Ok(FollowerFetchOutcome::Truncated { log_end_offset }))
+                    if log_end_offset < before =>
+                {
+                    tracing::info!(
+                        %tp,
+                        from = before,
+                        to = log_end_offset,
+                        leader,
+                        "truncated the log to where it diverged from the leader"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    errors
 }
