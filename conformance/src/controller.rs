@@ -33,7 +33,7 @@ use osprey_broker::controller::{
 };
 use osprey_broker::faults::Faults;
 use osprey_broker::replication::{
-    AlterPartitionProposal, AlterPartitionResponse, BrokerId, PartitionState, NO_BROKER,
+    AlterPartitionProposal, AlterPartitionResponse, BrokerId, PartitionRegistration, NO_BROKER,
     UNKNOWN_BROKER_EPOCH,
 };
 use osprey_model::trace::ControllerView;
@@ -48,7 +48,7 @@ pub struct Refused(pub String);
 /// What the replay needs from a controller, in the broker's vocabulary.
 pub trait ControllerDriver {
     /// The partition state brokers learn from the metadata log (BecomeLeader/BecomeFollower).
-    fn partition_state(&self) -> PartitionState;
+    fn partition_state(&self) -> PartitionRegistration;
     /// Broker `broker`'s current broker epoch (KIP-903).
     fn broker_epoch(&self, broker: BrokerId) -> i64;
     /// A broker registers again after a crash; returns its new broker epoch. `clean_shutdown`
@@ -207,12 +207,12 @@ impl KafkaController {
 }
 
 impl ControllerDriver for KafkaController {
-    fn partition_state(&self) -> PartitionState {
+    fn partition_state(&self) -> PartitionRegistration {
         let p = match &self.owed {
             Some((before, _)) => before.clone(),
             None => self.partition(),
         };
-        PartitionState {
+        PartitionRegistration {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
@@ -491,7 +491,7 @@ pub fn kafka_takes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osprey_broker::replication::error_codes::{INELIGIBLE_REPLICA, INVALID_UPDATE_VERSION};
+    use osprey_broker::error_codes::{INELIGIBLE_REPLICA, INVALID_UPDATE_VERSION};
     use osprey_broker::replication::IsrMember;
 
     fn member(broker_id: BrokerId, broker_epoch: i64) -> IsrMember {

@@ -29,8 +29,8 @@
 //!   the producer sees a failure, as the model's `fail_delayed_produces`.
 //! * **Flush policy.** Model `flush every` is storage's `EveryBatch`, `never` is `Os`.
 
+use osprey_broker::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::faults::{Fault, Faults};
-use osprey_broker::replication::error_codes::{NONE, NOT_ENOUGH_REPLICAS};
 use osprey_broker::replication::{
     Acks, AlterPartitionProposal, BrokerId, Effect, FetchResponse, ProduceOutcome, Replica,
     ReplicaConfig,

@@ -5,9 +5,10 @@
 //! The checks are compiled only with the `faults` cargo feature: without it every [`fault!`]
 //! is the constant `false` (the names below still exist, so a driver can name a fault, but
 //! switching one on does nothing; [`ENABLED`] tells which build this is). Faults are
-//! chosen at run time ([`crate::replication::Replica::set_fault`],
-//! [`crate::controller::Controller::set_fault`]) so one test binary runs the correct and the
-//! faulty broker side by side. Each fault is checked exactly where the flaw lived:
+//! chosen at run time ([`crate::replication::Replica::set_faults`], or `faults` in
+//! [`crate::replication::ReplicaConfig`] and [`crate::controller::ControllerConfig`]) so one
+//! test binary runs the correct and the faulty broker side by side. Each fault is checked
+//! exactly where the flaw lived:
 //!
 //! | fault | where |
 //! |---|---|

@@ -6,7 +6,7 @@ mod harness;
 use bytes::Bytes;
 use harness::*;
 use kafka_protocol::messages::*;
-use osprey_broker::group::coordinator::errors::*;
+use osprey_broker::error_codes::*;
 use osprey_broker::group::*;
 
 /// Two members (a then b) joined through KIP-394 and synced: a Stable generation 1.

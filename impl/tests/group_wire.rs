@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
-use osprey_broker::group::coordinator::errors::*;
+use osprey_broker::error_codes::*;
 use osprey_broker::group::*;
 use osprey_broker::wire::versions::served;
 

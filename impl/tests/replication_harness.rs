@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use osprey_broker::replication::error_codes::*;
+use osprey_broker::error_codes::*;
 use osprey_broker::replication::*;
 use osprey_broker::storage::{BatchBuilder, LogConfig, PartitionLog};
 use tempfile::TempDir;
@@ -48,7 +48,7 @@ pub struct Cluster {
     /// `None` while crashed.
     pub nodes: Vec<Option<Replica>>,
     /// The controller's partition state.
-    pub state: PartitionState,
+    pub state: PartitionRegistration,
     pub now: u64,
     pub min_isr: usize,
     pub lag_ms: u64,
@@ -61,7 +61,7 @@ impl Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut c = Cluster {
             nodes: Vec::new(),
-            state: PartitionState {
+            state: PartitionRegistration {
                 leader: 0,
                 leader_epoch: epoch,
                 partition_epoch: epoch,

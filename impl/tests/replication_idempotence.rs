@@ -8,7 +8,7 @@ mod harness;
 /// Named `replication::…` so `cargo test -p osprey-broker replication` selects them.
 mod replication {
     use super::harness::{idempotent_batch, producer_batches, Cluster};
-    use osprey_broker::replication::error_codes::*;
+    use osprey_broker::error_codes::*;
     use osprey_broker::replication::*;
     use osprey_broker::storage::BatchHeader;
 

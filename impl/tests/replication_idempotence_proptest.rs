@@ -16,7 +16,7 @@ mod replication {
     use std::collections::HashSet;
 
     use super::harness::{idempotent_batch, producer_batches, Cluster};
-    use osprey_broker::replication::error_codes::NONE;
+    use osprey_broker::error_codes::NONE;
     use osprey_broker::replication::producer_state::in_sequence;
     use osprey_broker::replication::*;
     use proptest::prelude::*;

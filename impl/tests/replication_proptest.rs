@@ -15,7 +15,7 @@ mod replication {
 
     use super::harness::Cluster;
     use bytes::Bytes;
-    use osprey_broker::replication::error_codes::NONE;
+    use osprey_broker::error_codes::NONE;
     use osprey_broker::replication::*;
     use proptest::prelude::*;
 

@@ -7,7 +7,7 @@ mod harness;
 /// Named `replication::…` so `cargo test -p osprey-broker replication` selects them.
 mod replication {
     use super::harness::Cluster;
-    use osprey_broker::replication::error_codes::*;
+    use osprey_broker::error_codes::*;
     use osprey_broker::replication::*;
 
     fn ok(id: u64, base_offset: i64) -> ProduceCompletion {
@@ -298,7 +298,7 @@ mod replication {
     fn purgatory_times_out_waiting_produces() {
         let mut c = Cluster::new(3, 2, &[0, 1, 2], 0);
         c.produce(0, 1, Acks::All);
-        let deadline = c.r(0).next_deadline_ms().unwrap();
+        let deadline = c.r(0).purgatory().next_deadline_ms().unwrap();
         assert_eq!(deadline, c.now + 30_000);
         c.r_mut(0).handle_timeout(deadline - 1);
         assert!(c.completions(0).is_empty());

@@ -1,4 +1,4 @@
-//! The controller (KRaft's active controller, without the quorum yet).
+//! The controller: KRaft's active controller, the state machine the quorum leader runs.
 //!
 //! A deterministic, event-sourced state machine: no sockets, files, clocks or randomness
 //! inside. The driver (the node runtime) decodes BrokerRegistration, BrokerHeartbeat,
@@ -9,10 +9,11 @@
 //! **The KRaft seam.** Every change is a [`MetadataRecord`], and state changes only by
 //! applying records to a [`MetadataImage`] ([`MetadataImage::apply`]). The controller appends
 //! records to its image and keeps them until the driver calls [`Controller::drain_records`] to
-//! persist them and hand them to brokers, which apply the same records to their own images. A
-//! later issue replicates the records through a KRaft quorum; [`Controller::replay`] rebuilds a
-//! controller from them. The only state outside the image is soft: each broker's last
-//! heartbeat time.
+//! append them to the metadata log through the KRaft quorum ([`crate::quorum`], driven by
+//! `node::quorum_driver`), and brokers apply the same committed records to their own images.
+//! A new active controller starts from the committed image ([`Controller::from_image`]);
+//! [`Controller::replay`] rebuilds one from the records. The only state outside the image is
+//! soft: each broker's last heartbeat time.
 //!
 //! The model's controller steps (`osprey-model`, `partition.rs`; see `specs/replication.md`)
 //! and their counterparts here:

@@ -19,7 +19,7 @@
 //!
 //! Group states and transitions are mapped to this code in [`super::state`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -28,201 +28,21 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitResponse, ResponseKind, SyncGroupRequest, SyncGroupResponse,
+    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::codec::{self, GroupValue, OffsetValue, Record};
-use super::partition_for;
+use super::placement::partition_for;
 use super::rebalance::{
     add_member_and_rebalance, answer_syncs, complete_join, join_error, join_response, new_member,
     new_member_id, prepare_rebalance, remove_member, restore_group, store_group, sync_response,
     try_complete_join,
 };
 use super::state::{Group, GroupState, GroupView, Parked};
-
-/// The Kafka error codes the coordinator answers with.
-pub mod errors {
-    /// No error.
-    pub const NONE: i16 = 0;
-    /// The commit's metadata string exceeds `offset.metadata.max.bytes`.
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    /// The coordinator is still loading the group's `__consumer_offsets` partition.
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    /// The offsets append failed in a way that may succeed on retry.
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    /// This broker does not lead the group's `__consumer_offsets` partition.
-    pub const NOT_COORDINATOR: i16 = 16;
-    /// The request's generation is not the group's.
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    /// The member's protocol type or protocols do not fit the group's.
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    /// The group id is empty.
-    pub const INVALID_GROUP_ID: i16 = 24;
-    /// The member id is not a member of the group.
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// `session.timeout.ms` is outside the broker's allowed range.
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    /// The group is rebalancing: rejoin.
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// The offsets append was too large.
-    pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
-    /// Static membership (`group.instance.id`) is not supported by Osprey.
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    /// Partition log errors the driver may report for an append.
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    /// The append's batch was too large.
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    /// The append's request was too large.
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    /// Not enough in-sync replicas.
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    /// Not enough in-sync replicas after the append.
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    /// The append timed out.
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    /// The partition does not exist (yet).
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    /// The log directory failed.
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// KIP-394: retry JoinGroup with the member id in this response.
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-
-    /// What a client is told when its `__consumer_offsets` append failed with `code`:
-    /// Kafka's mapping, so clients retry where retrying helps and look for the new
-    /// coordinator when this broker lost leadership.
-    pub fn for_append_error(code: i16) -> i16 {
-        match code {
-            UNKNOWN_TOPIC_OR_PARTITION
-            | NOT_ENOUGH_REPLICAS
-            | NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            | REQUEST_TIMED_OUT => COORDINATOR_NOT_AVAILABLE,
-            NOT_LEADER_OR_FOLLOWER | KAFKA_STORAGE_ERROR => NOT_COORDINATOR,
-            MESSAGE_TOO_LARGE | RECORD_LIST_TOO_LARGE => INVALID_COMMIT_OFFSET_SIZE,
-            other => other,
-        }
-    }
-}
-
-/// Broker settings the coordinator needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoordinatorConfig {
-    /// `offsets.topic.num.partitions` (Kafka default 50).
-    pub offsets_partitions: i32,
-    /// `group.initial.rebalance.delay.ms` (Kafka default 3000): how long the first
-    /// rebalance of an Empty group waits for more members, extended by each new member
-    /// up to the rebalance timeout. 0 ends the join phase as soon as everyone joined.
-    pub initial_rebalance_delay_ms: u64,
-    /// `group.min.session.timeout.ms` (Kafka default 6000).
-    pub min_session_timeout_ms: i32,
-    /// `group.max.session.timeout.ms` (Kafka default 1800000).
-    pub max_session_timeout_ms: i32,
-    /// `offset.metadata.max.bytes` (Kafka default 4096).
-    pub max_metadata_bytes: usize,
-}
-
-impl Default for CoordinatorConfig {
-    fn default() -> Self {
-        CoordinatorConfig {
-            offsets_partitions: 50,
-            initial_rebalance_delay_ms: 3000,
-            min_session_timeout_ms: 6000,
-            max_session_timeout_ms: 1_800_000,
-            max_metadata_bytes: 4096,
-        }
-    }
-}
-
-/// Who sent a JoinGroup: the request header's client id and the peer address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientInfo {
-    /// The request header's `client_id` (empty when null).
-    pub client_id: String,
-    /// The peer address, as DescribeGroups reports it (Kafka writes `/ip`).
-    pub client_host: String,
-}
-
-/// A response now, or later through [`Effect::Respond`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply<T> {
-    /// The response.
-    Now(T),
-    /// The request is parked; its response will come out of `poll_effect`.
-    Parked,
-}
-
-impl<T> Reply<T> {
-    /// The immediate response, if any.
-    pub fn now(self) -> Option<T> {
-        match self {
-            Reply::Now(r) => Some(r),
-            Reply::Parked => None,
-        }
-    }
-}
-
-/// A deferred response.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GroupResponse {
-    /// A parked JoinGroup's response.
-    Join(JoinGroupResponse),
-    /// A parked SyncGroup's response.
-    Sync(SyncGroupResponse),
-    /// A parked OffsetCommit's response.
-    OffsetCommit(OffsetCommitResponse),
-}
-
-impl GroupResponse {
-    /// As kafka-protocol's response enum, for the wire layer.
-    pub fn into_response_kind(self) -> ResponseKind {
-        match self {
-            GroupResponse::Join(r) => ResponseKind::JoinGroup(r),
-            GroupResponse::Sync(r) => ResponseKind::SyncGroup(r),
-            GroupResponse::OffsetCommit(r) => ResponseKind::OffsetCommit(r),
-        }
-    }
-}
-
-/// Something the driver must do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Send `response` for the parked request `request_id`.
-    Respond {
-        /// The driver's id of the parked request.
-        request_id: u64,
-        /// Its response.
-        response: GroupResponse,
-    },
-    /// Append `records` (key, value; see [`super::codec`]) to `__consumer_offsets`
-    /// partition `partition` with acks=all. When `request_id` is `Some`, call
-    /// [`GroupCoordinator::complete_append`] with it once the records are committed or
-    /// the append failed; `None` marks a write no request waits for (a group emptied by a
-    /// timer), whose outcome the coordinator does not need.
-    AppendOffsets {
-        /// The request waiting on the append.
-        request_id: Option<u64>,
-        /// The `__consumer_offsets` partition.
-        partition: i32,
-        /// The records, in order.
-        records: Vec<(Bytes, Bytes)>,
-    },
-}
-
-/// What a pending append completes.
-#[derive(Debug, Clone)]
-pub(crate) enum PendingAppend {
-    /// An OffsetCommit: on success the offsets become visible and the response is sent.
-    Commit {
-        group: String,
-        partition: i32,
-        offsets: Vec<((String, i32), OffsetValue)>,
-        /// The response with per-partition codes already decided (e.g. metadata too
-        /// large); the appended partitions are filled in on completion.
-        response: OffsetCommitResponse,
-    },
-    /// The leader's SyncGroup of `generation`.
-    GroupSync { group: String, generation: i32 },
-}
+use super::types::{fill_commit_codes, for_append_error, Outbox, PendingAppend};
+use super::types::{ClientInfo, CoordinatorConfig, Effect, GroupResponse, Reply};
+use crate::error_codes as errors;
 
 /// Whether this broker serves a `__consumer_offsets` partition yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,22 +51,6 @@ enum Load {
     Loading,
     /// Leader with the partition's groups and offsets in memory.
     Loaded,
-}
-
-/// Effects and pending appends, kept apart from the groups so both can be borrowed.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    pub effects: VecDeque<Effect>,
-    pub pending: BTreeMap<u64, PendingAppend>,
-}
-
-impl Outbox {
-    pub(crate) fn respond(&mut self, request_id: u64, response: GroupResponse) {
-        self.effects.push_back(Effect::Respond {
-            request_id,
-            response,
-        });
-    }
 }
 
 /// The classic group coordinator of one broker. See the module docs.
@@ -322,7 +126,10 @@ impl GroupCoordinator {
 
     // ---------------------------------------------------------------- JoinGroup
 
-    /// JoinGroup at `version`. See [`super::state`] for the transitions it drives.
+    /// JoinGroup at `version`. See [`super::state`] for the transitions it drives: the
+    /// request is checked ([`Self::join_settings`]), then a member joins for the first
+    /// time ([`join_new_member`]), returns with the id KIP-394 handed it
+    /// ([`join_pending_member`]), or joins again ([`rejoin_member`]).
     pub fn handle_join(
         &mut self,
         request_id: u64,
@@ -334,36 +141,20 @@ impl GroupCoordinator {
         let member_id = req.member_id.as_str().to_owned();
         let fail = |code| Reply::Now(join_error(version, code, &member_id));
         let group_id = req.group_id.as_str().to_owned();
-        let code = self.coordinator_error(&group_id);
-        if code != errors::NONE {
-            return fail(code);
-        }
-        if req.group_instance_id.is_some() {
-            // Static membership (KIP-345) is not implemented; Kafka answers the same code
-            // when its inter-broker protocol predates static membership.
-            return fail(errors::UNSUPPORTED_VERSION);
-        }
-        if req.session_timeout_ms < self.config.min_session_timeout_ms
-            || req.session_timeout_ms > self.config.max_session_timeout_ms
-        {
-            return fail(errors::INVALID_SESSION_TIMEOUT);
-        }
-        let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms < 0 {
-            req.session_timeout_ms
-        } else {
-            req.rebalance_timeout_ms
+        let join = match self.join_settings(&group_id, version, &req) {
+            Ok(join) => join,
+            Err(code) => return fail(code),
         };
-        let protocol_type = req.protocol_type.as_str().to_owned();
-        let protocols: Vec<(String, Bytes)> = req
-            .protocols
-            .iter()
-            .map(|p| (p.name.as_str().to_owned(), p.metadata.clone()))
-            .collect();
         let parked = Parked {
             request_id,
             version,
         };
         let partition = self.partition_of(&group_id);
+        let epoch = self
+            .coordinator_epochs
+            .get(&partition)
+            .copied()
+            .unwrap_or(0);
         let cfg = self.config;
         if !member_id.is_empty() && !self.groups.contains_key(&group_id) {
             return fail(errors::UNKNOWN_MEMBER_ID);
@@ -372,92 +163,59 @@ impl GroupCoordinator {
             .groups
             .entry(group_id.clone())
             .or_insert_with(|| Group::new(group_id.clone(), partition));
-
+        let out = &mut self.out;
         if member_id.is_empty() {
-            if !group.supports(&protocol_type, &protocols, None) {
-                return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
-            }
-            let epoch = self
-                .coordinator_epochs
-                .get(&partition)
-                .copied()
-                .unwrap_or(0);
-            let new_id = new_member_id(&mut self.next_member, &client.client_id, epoch, group);
-            if version >= 4 {
-                // KIP-394: hand out the id first, so a client that times out before the
-                // join phase ends does not leave an unknown member behind.
-                let expiry = now_ms.saturating_add(req.session_timeout_ms as u64);
-                group.pending_members.insert(new_id.clone(), expiry);
-                return Reply::Now(join_error(version, errors::MEMBER_ID_REQUIRED, &new_id));
-            }
-            let member = new_member(
-                new_id,
-                client,
-                &req,
-                rebalance_timeout_ms,
-                protocols,
-                now_ms,
-                parked,
-            );
-            add_member_and_rebalance(group, &cfg, &mut self.out, member, &protocol_type, now_ms);
-            return Reply::Parked;
+            let next_member = &mut self.next_member;
+            let new_id =
+                |group: &Group| new_member_id(next_member, &client.client_id, epoch, group);
+            return join_new_member(group, &cfg, out, new_id, client, &req, join, parked, now_ms);
         }
-
         if group.pending_members.contains_key(&member_id) {
-            if !group.supports(&protocol_type, &protocols, None) {
-                return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
-            }
-            group.pending_members.shift_remove(&member_id);
-            let member = new_member(
-                member_id,
-                client,
-                &req,
-                rebalance_timeout_ms,
-                protocols,
-                now_ms,
-                parked,
+            return join_pending_member(
+                group, &cfg, out, member_id, client, &req, join, parked, now_ms,
             );
-            add_member_and_rebalance(group, &cfg, &mut self.out, member, &protocol_type, now_ms);
-            return Reply::Parked;
         }
-        if !group.members.contains_key(&member_id) {
-            return fail(errors::UNKNOWN_MEMBER_ID);
+        rejoin_member(
+            group, &cfg, out, &member_id, client, &req, join, parked, now_ms,
+        )
+    }
+
+    /// The checks of a JoinGroup before any group is touched, and what it asks for.
+    fn join_settings(
+        &self,
+        group_id: &str,
+        version: i16,
+        req: &JoinGroupRequest,
+    ) -> Result<JoinSettings, i16> {
+        let code = self.coordinator_error(group_id);
+        if code != errors::NONE {
+            return Err(code);
         }
-        if !group.supports(&protocol_type, &protocols, Some(&member_id)) {
-            return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
+        if req.group_instance_id.is_some() {
+            // Static membership (KIP-345) is not implemented; Kafka answers the same code
+            // when its inter-broker protocol predates static membership.
+            return Err(errors::UNSUPPORTED_VERSION);
         }
-        let unchanged = group.members[&member_id].protocols == protocols;
-        let is_leader = group.leader.as_deref() == Some(member_id.as_str());
-        match group.state {
-            GroupState::PreparingRebalance => {}
-            // A duplicate join after the join phase ended: answer with the generation the
-            // member is already in, as Kafka does, unless its protocols changed.
-            GroupState::CompletingRebalance if unchanged => {
-                return Reply::Now(join_response(group, &member_id));
-            }
-            GroupState::Stable if unchanged && !is_leader => {
-                return Reply::Now(join_response(group, &member_id));
-            }
-            GroupState::CompletingRebalance | GroupState::Stable => {}
-            GroupState::Empty | GroupState::Dead => return fail(errors::UNKNOWN_MEMBER_ID),
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return Err(errors::INVALID_SESSION_TIMEOUT);
         }
-        let member = group.members.get_mut(&member_id).expect("checked above");
-        member.protocols = protocols;
-        member.session_timeout_ms = req.session_timeout_ms;
-        member.rebalance_timeout_ms = rebalance_timeout_ms;
-        member.client_id = client.client_id.clone();
-        member.client_host = client.client_host.clone();
-        member.last_heartbeat_ms = now_ms;
-        if let Some(old) = member.pending_join.replace(parked) {
-            let response = join_error(old.version, errors::REBALANCE_IN_PROGRESS, &member_id);
-            self.out
-                .respond(old.request_id, GroupResponse::Join(response));
-        }
-        if group.state != GroupState::PreparingRebalance {
-            prepare_rebalance(group, &cfg, &mut self.out, now_ms);
-        }
-        try_complete_join(group, &mut self.out, now_ms);
-        Reply::Parked
+        let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms < 0 {
+            req.session_timeout_ms
+        } else {
+            req.rebalance_timeout_ms
+        };
+        Ok(JoinSettings {
+            version,
+            protocol_type: req.protocol_type.as_str().to_owned(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.as_str().to_owned(), p.metadata.clone()))
+                .collect(),
+            rebalance_timeout_ms,
+        })
     }
 
     // ---------------------------------------------------------------- SyncGroup
@@ -855,7 +613,7 @@ impl GroupCoordinator {
                     for m in g.members.values_mut() {
                         m.assignment = Bytes::new();
                     }
-                    answer_syncs(g, &mut self.out, errors::for_append_error(error_code));
+                    answer_syncs(g, &mut self.out, for_append_error(error_code));
                     prepare_rebalance(g, &cfg, &mut self.out, now_ms);
                     try_complete_join(g, &mut self.out, now_ms);
                 }
@@ -987,9 +745,150 @@ impl GroupCoordinator {
             .collect();
         for id in commits {
             if let Some(PendingAppend::Commit { response, .. }) = self.out.pending.remove(&id) {
-                let response = super::offsets::fill_commit_codes(response, errors::NOT_COORDINATOR);
+                let response = fill_commit_codes(response, errors::NOT_COORDINATOR);
                 self.out.respond(id, GroupResponse::OffsetCommit(response));
             }
         }
     }
+}
+
+/// What a checked JoinGroup asks for.
+struct JoinSettings {
+    version: i16,
+    protocol_type: String,
+    protocols: Vec<(String, Bytes)>,
+    rebalance_timeout_ms: i32,
+}
+
+/// A JoinGroup without a member id: with KIP-394 (v4+) the member gets its id first and
+/// must join again with it; before, it joins at once and a rebalance starts.
+#[allow(clippy::too_many_arguments)]
+fn join_new_member(
+    group: &mut Group,
+    cfg: &CoordinatorConfig,
+    out: &mut Outbox,
+    new_id: impl FnOnce(&Group) -> String,
+    client: &ClientInfo,
+    req: &JoinGroupRequest,
+    join: JoinSettings,
+    parked: Parked,
+    now_ms: u64,
+) -> Reply<JoinGroupResponse> {
+    if !group.supports(&join.protocol_type, &join.protocols, None) {
+        return Reply::Now(join_error(
+            join.version,
+            errors::INCONSISTENT_GROUP_PROTOCOL,
+            "",
+        ));
+    }
+    let new_id = new_id(group);
+    if join.version >= 4 {
+        // KIP-394: hand out the id first, so a client that times out before the join
+        // phase ends does not leave an unknown member behind.
+        let expiry = now_ms.saturating_add(req.session_timeout_ms as u64);
+        group.pending_members.insert(new_id.clone(), expiry);
+        return Reply::Now(join_error(
+            join.version,
+            errors::MEMBER_ID_REQUIRED,
+            &new_id,
+        ));
+    }
+    let member = new_member(
+        new_id,
+        client,
+        req,
+        join.rebalance_timeout_ms,
+        join.protocols,
+        now_ms,
+        parked,
+    );
+    add_member_and_rebalance(group, cfg, out, member, &join.protocol_type, now_ms);
+    Reply::Parked
+}
+
+/// A JoinGroup with the member id KIP-394 handed out: the member joins and a rebalance
+/// starts.
+#[allow(clippy::too_many_arguments)]
+fn join_pending_member(
+    group: &mut Group,
+    cfg: &CoordinatorConfig,
+    out: &mut Outbox,
+    member_id: String,
+    client: &ClientInfo,
+    req: &JoinGroupRequest,
+    join: JoinSettings,
+    parked: Parked,
+    now_ms: u64,
+) -> Reply<JoinGroupResponse> {
+    if !group.supports(&join.protocol_type, &join.protocols, None) {
+        let code = errors::INCONSISTENT_GROUP_PROTOCOL;
+        return Reply::Now(join_error(join.version, code, &member_id));
+    }
+    group.pending_members.shift_remove(&member_id);
+    let member = new_member(
+        member_id,
+        client,
+        req,
+        join.rebalance_timeout_ms,
+        join.protocols,
+        now_ms,
+        parked,
+    );
+    add_member_and_rebalance(group, cfg, out, member, &join.protocol_type, now_ms);
+    Reply::Parked
+}
+
+/// A JoinGroup from a member of the group: a duplicate after the join phase is answered
+/// with the generation it is in (unless its protocols changed); otherwise its settings
+/// are updated and the group rebalances (or goes on with the rebalance under way).
+#[allow(clippy::too_many_arguments)]
+fn rejoin_member(
+    group: &mut Group,
+    cfg: &CoordinatorConfig,
+    out: &mut Outbox,
+    member_id: &str,
+    client: &ClientInfo,
+    req: &JoinGroupRequest,
+    join: JoinSettings,
+    parked: Parked,
+    now_ms: u64,
+) -> Reply<JoinGroupResponse> {
+    let fail = |code| Reply::Now(join_error(join.version, code, member_id));
+    if !group.members.contains_key(member_id) {
+        return fail(errors::UNKNOWN_MEMBER_ID);
+    }
+    if !group.supports(&join.protocol_type, &join.protocols, Some(member_id)) {
+        return fail(errors::INCONSISTENT_GROUP_PROTOCOL);
+    }
+    let unchanged = group.members[member_id].protocols == join.protocols;
+    let is_leader = group.leader.as_deref() == Some(member_id);
+    match group.state {
+        GroupState::PreparingRebalance => {}
+        // A duplicate join after the join phase ended: answer with the generation the
+        // member is already in, as Kafka does, unless its protocols changed.
+        GroupState::CompletingRebalance if unchanged => {
+            return Reply::Now(join_response(group, member_id));
+        }
+        GroupState::Stable if unchanged && !is_leader => {
+            return Reply::Now(join_response(group, member_id));
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => {}
+        GroupState::Empty | GroupState::Dead => return fail(errors::UNKNOWN_MEMBER_ID),
+    }
+    let member = group.members.get_mut(member_id).expect("checked above");
+    member.protocols = join.protocols;
+    member.session_timeout_ms = req.session_timeout_ms;
+    member.rebalance_timeout_ms = join.rebalance_timeout_ms;
+    member.client_id = client.client_id.clone();
+    member.client_host = client.client_host.clone();
+    member.last_heartbeat_ms = now_ms;
+    if let Some(old) = member.pending_join.replace(parked) {
+        let response = join_error(old.version, errors::REBALANCE_IN_PROGRESS, member_id);
+        out.respond(old.request_id, GroupResponse::Join(response));
+    }
+    if group.state != GroupState::PreparingRebalance {
+        prepare_rebalance(group, cfg, out, now_ms);
+    }
+    try_complete_join(group, out, now_ms);
+    Reply::Parked
 }

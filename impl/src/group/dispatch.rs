@@ -3,7 +3,8 @@
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
-use super::coordinator::{ClientInfo, GroupCoordinator, Reply};
+use super::coordinator::GroupCoordinator;
+use super::types::{ClientInfo, Reply};
 
 impl<T> Reply<T> {
     /// Maps an immediate response.
@@ -74,7 +75,8 @@ impl GroupCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::coordinator::{errors, CoordinatorConfig, Effect, GroupResponse};
+    use crate::error_codes as errors;
+    use crate::group::types::{CoordinatorConfig, Effect, GroupResponse};
     use bytes::Bytes;
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
     use kafka_protocol::messages::{

@@ -5,7 +5,7 @@
 //! group's `__consumer_offsets` partition through [`Effect::AppendOffsets`], and answered
 //! only when [`GroupCoordinator::complete_append`] reports the append committed: only
 //! then do the offsets become visible to OffsetFetch. If the append fails, the client gets
-//! Kafka's mapping of the append error (see [`errors::for_append_error`]).
+//! Kafka's mapping of the append error (see [`for_append_error`]).
 
 use std::collections::BTreeMap;
 
@@ -22,26 +22,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::codec::{self, OffsetValue, RecordKey};
-use super::coordinator::{errors, Effect, GroupCoordinator, GroupResponse, PendingAppend, Reply};
+use super::coordinator::GroupCoordinator;
 use super::state::{Group, GroupState};
-
-/// Marks a partition of a parked commit response whose code the append decides.
-const AWAITING_APPEND: i16 = i16::MIN;
-
-/// Sets every partition still awaiting its append to `code`.
-pub(crate) fn fill_commit_codes(
-    mut response: OffsetCommitResponse,
-    code: i16,
-) -> OffsetCommitResponse {
-    for t in &mut response.topics {
-        for p in &mut t.partitions {
-            if p.error_code == AWAITING_APPEND {
-                p.error_code = code;
-            }
-        }
-    }
-    response
-}
+use super::types::{
+    fill_commit_codes, for_append_error, Effect, GroupResponse, PendingAppend, Reply,
+    AWAITING_APPEND,
+};
+use crate::error_codes as errors;
 
 /// Committed offsets of one topic, per requested partition (`None` = nothing committed).
 type TopicOffsets<'a> = Vec<(String, Vec<(i32, Option<&'a OffsetValue>)>)>;
@@ -190,7 +177,7 @@ impl GroupCoordinator {
             }
             errors::NONE
         } else {
-            errors::for_append_error(error_code)
+            for_append_error(error_code)
         };
         let response = fill_commit_codes(response, code);
         self.out.effects.push_back(Effect::Respond {

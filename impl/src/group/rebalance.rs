@@ -8,8 +8,9 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, SyncGroupRes
 use kafka_protocol::protocol::StrBytes;
 
 use super::codec::{self, GroupValue, RecordKey, StoredMember};
-use super::coordinator::{errors, ClientInfo, CoordinatorConfig, Effect, GroupResponse, Outbox};
 use super::state::{Group, GroupState, Member, Parked};
+use super::types::{ClientInfo, CoordinatorConfig, Effect, GroupResponse, Outbox};
+use crate::error_codes as errors;
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())

@@ -10,15 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset as FetchEpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
-};
+use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -34,28 +32,19 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::clock::now_ms;
+use super::fetch_mapping;
+use super::forward;
+use super::groups;
 use super::partitions::{ProduceWait, ReplicaManager, TopicPartition};
+use super::shared::NodeShared;
 use super::view::{ClusterView, PartitionView};
-use super::{now_ms, NodeShared};
-use crate::replication::{error_codes as ec, Acks, FetchRequestPartition, UNKNOWN_BROKER_EPOCH};
+use crate::controller::assignment::topic_name_error;
+use crate::error_codes as ec;
+use crate::replication::{Acks, UNKNOWN_BROKER_EPOCH};
 use crate::storage::{BatchHeader, TimestampType};
 use crate::wire::versions::api_versions_response;
 use crate::wire::RequestHandler;
-
-/// Kafka error codes used here beyond the replication layer's.
-pub mod codes {
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub const INVALID_REQUIRED_ACKS: i16 = 21;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
-}
 
 /// The client-facing request handler of one broker listener.
 pub struct BrokerApi {
@@ -98,10 +87,10 @@ impl RequestHandler for BrokerApi {
             | RequestKind::DeleteTopics(_)
             | RequestKind::CreatePartitions(_)
             | RequestKind::IncrementalAlterConfigs(_)
-            | RequestKind::ElectLeaders(_) => s.forward_to_controller(v, request).await?,
+            | RequestKind::ElectLeaders(_) => forward::forward_to_controller(s, v, request).await?,
             // As Kafka's brokers do, so `metadata-quorum describe` works through a broker.
-            RequestKind::DescribeQuorum(_) => s.controller_request(v, request).await?,
-            other => match s.groups.handle(s, &self.listener, &header, other).await? {
+            RequestKind::DescribeQuorum(_) => s.controller.request(v, request).await?,
+            other => match groups::handle(s, &self.listener, &header, other).await? {
                 Some(resp) => resp,
                 None => anyhow::bail!("request not served by the broker listener"),
             },
@@ -173,11 +162,11 @@ impl BrokerApi {
             let view = s.view();
             let missing: Vec<String> = names
                 .iter()
-                .filter(|n| view.topic(n).is_none() && crate::node::topic_name_is_valid(n))
+                .filter(|n| view.topic(n).is_none() && topic_name_error(n).is_none())
                 .cloned()
                 .collect();
             if !missing.is_empty() {
-                s.create_topics_default(&missing).await;
+                forward::create_topics_default(s, &missing).await;
             }
         }
         let view = s.view();
@@ -209,14 +198,14 @@ impl BrokerApi {
             let mut t = MetadataResponseTopic::default().with_name(Some(topic_name(&name)));
             match view.topic(&name) {
                 None => {
-                    t.error_code = if crate::node::topic_name_is_valid(&name) {
+                    t.error_code = if topic_name_error(&name).is_none() {
                         if s.config.auto_create_topics_enable {
-                            codes::LEADER_NOT_AVAILABLE
+                            ec::LEADER_NOT_AVAILABLE
                         } else {
-                            codes::UNKNOWN_TOPIC_OR_PARTITION
+                            ec::UNKNOWN_TOPIC_OR_PARTITION
                         }
                     } else {
-                        codes::INVALID_TOPIC_EXCEPTION
+                        ec::INVALID_TOPIC_EXCEPTION
                     }
                 }
                 Some(topic) => {
@@ -258,15 +247,15 @@ impl BrokerApi {
                 let tp = TopicPartition::new(name.clone(), p.index);
                 let slot = s.replicas.get(&tp);
                 match (acks, slot, &p.records) {
-                    (None, _, _) => pr.error_code = codes::INVALID_REQUIRED_ACKS,
+                    (None, _, _) => pr.error_code = ec::INVALID_REQUIRED_ACKS,
                     (_, _, _) if req.transactional_id.is_some() => {
-                        pr.error_code = codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                        pr.error_code = ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
                     }
                     (_, None, _) => pr.error_code = s.not_hosted_error(&tp),
-                    (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
+                    (_, Some(_), None) => pr.error_code = ec::CORRUPT_MESSAGE,
                     // Kafka: zstd needs Produce v7+ (KIP-110); older clients cannot read it.
                     (_, Some(_), Some(records)) if version < 7 && has_zstd(records) => {
-                        pr.error_code = codes::UNSUPPORTED_COMPRESSION_TYPE
+                        pr.error_code = ec::UNSUPPORTED_COMPRESSION_TYPE
                     }
                     (Some(acks), Some(slot), Some(records)) => {
                         let batches = BytesMut::from(&records[..]);
@@ -487,7 +476,7 @@ impl BrokerApi {
             let entries: Vec<(String, String, i8)> = match res.resource_type {
                 TOPIC => match view.topic(&name) {
                     None => {
-                        r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                        r.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
                         Vec::new()
                     }
                     Some(topic) => {
@@ -508,7 +497,7 @@ impl BrokerApi {
                     .map(|(k, v)| (k.clone(), v.clone(), 5))
                     .collect(),
                 _ => {
-                    r.error_code = codes::INVALID_REQUEST;
+                    r.error_code = ec::INVALID_REQUEST;
                     r.error_message = Some(str_bytes("only topic and broker configs exist"));
                     Vec::new()
                 }
@@ -556,7 +545,7 @@ fn metadata_partition(
     };
     MetadataResponsePartition::default()
         .with_error_code(if p.leader < 0 {
-            codes::LEADER_NOT_AVAILABLE
+            ec::LEADER_NOT_AVAILABLE
         } else {
             0
         })
@@ -566,26 +555,6 @@ fn metadata_partition(
         .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect())
         .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect())
         .with_offline_replicas(offline.into_iter().map(BrokerId).collect())
-}
-
-/// KIP-320's check of a client's `current_leader_epoch` (-1: not checked); the replica
-/// must lead.
-pub(super) fn leader_epoch_check(
-    r: &crate::replication::Replica,
-    current_leader_epoch: i32,
-) -> Option<i16> {
-    if !r.is_leader() {
-        return Some(ec::NOT_LEADER_OR_FOLLOWER);
-    }
-    if current_leader_epoch >= 0 {
-        if current_leader_epoch < r.leader_epoch() {
-            return Some(ec::FENCED_LEADER_EPOCH);
-        }
-        if current_leader_epoch > r.leader_epoch() {
-            return Some(ec::UNKNOWN_LEADER_EPOCH);
-        }
-    }
-    None
 }
 
 /// The first offset whose batch's max timestamp is at least `ts`, below the high
@@ -620,7 +589,10 @@ fn offset_for_timestamp(
 }
 
 /// One pass over a Fetch request: the response, how many record bytes it carries, and
-/// whether it must be sent now (an error or a diverging epoch).
+/// whether it must be sent now (an error or a diverging epoch). The replicas decide
+/// ([`crate::replication::Replica::read_for_consumer`] for a consumer,
+/// [`crate::replication::Replica::handle_fetch_from_follower`] for a follower);
+/// [`fetch_mapping`] carries their answers into the response.
 fn fetch_once(
     replicas: &ReplicaManager,
     version: i16,
@@ -639,115 +611,35 @@ fn fetch_once(
             .with_topic_id(topic.topic_id);
         for p in &topic.partitions {
             let tp = TopicPartition::new(topic.topic.0.to_string(), p.partition);
-            let mut pr = PartitionData::default()
-                .with_partition_index(p.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_diverging_epoch(
-                    FetchEpochEndOffset::default()
-                        .with_epoch(-1)
-                        .with_end_offset(-1),
-                )
-                .with_current_leader(
-                    LeaderIdAndEpoch::default()
-                        .with_leader_id(BrokerId(-1))
-                        .with_leader_epoch(-1),
-                )
-                .with_preferred_read_replica(BrokerId(-1));
+            let mut pr = fetch_mapping::unanswered_partition(p.partition);
             let max_bytes =
                 (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total).max(1));
-            match replicas.get(&tp) {
+            urgent |= match replicas.get(&tp) {
                 None => {
                     pr.error_code = ec::NOT_LEADER_OR_FOLLOWER;
-                    urgent = true;
+                    true
                 }
                 Some(slot) => slot.with_replica(replicas, |r| {
                     if replica_id >= 0 {
-                        let fetch = FetchRequestPartition {
-                            replica_id,
-                            replica_broker_epoch: replica_epoch,
-                            fetch_offset: p.fetch_offset,
-                            last_fetched_epoch: (p.last_fetched_epoch >= 0)
-                                .then_some(p.last_fetched_epoch),
-                            current_leader_epoch: p.current_leader_epoch,
-                            max_bytes,
-                        };
-                        let result = r.handle_fetch_from_follower(&fetch, now);
-                        pr.error_code = result.error_code;
-                        pr.high_watermark = result.high_watermark;
-                        pr.last_stable_offset = result.high_watermark;
-                        if let Some(d) = result.diverging_epoch {
-                            pr.diverging_epoch.epoch = d.epoch;
-                            pr.diverging_epoch.end_offset = d.end_offset;
-                            urgent = true;
-                        }
-                        if result.error_code != 0 {
-                            urgent = true;
-                        }
-                        total += result.records.len();
-                        pr.records = Some(result.records);
+                        let fetch =
+                            fetch_mapping::follower_fetch(p, replica_id, replica_epoch, max_bytes);
+                        fetch_mapping::answer_follower(
+                            &mut pr,
+                            r.handle_fetch_from_follower(&fetch, now),
+                        )
                     } else {
-                        if let Some(code) = leader_epoch_check(r, p.current_leader_epoch) {
-                            pr.error_code = code;
-                            urgent = true;
-                            return;
-                        }
-                        let hw = r.high_watermark();
-                        pr.high_watermark = hw;
-                        pr.last_stable_offset = hw;
-                        if version >= 5 {
-                            pr.log_start_offset = r.log().log_start_offset();
-                        }
-                        if version >= 12 {
-                            pr.current_leader.leader_id = BrokerId(replicas.broker_id);
-                            pr.current_leader.leader_epoch = r.leader_epoch();
-                        }
-                        if p.fetch_offset < r.log().log_start_offset()
-                            || p.fetch_offset > r.log_end_offset()
-                        {
-                            pr.error_code = ec::OFFSET_OUT_OF_RANGE;
-                            urgent = true;
-                            return;
-                        }
-                        if p.fetch_offset >= hw {
-                            pr.records = Some(Bytes::new());
-                            return;
-                        }
-                        match r.log().read(p.fetch_offset, max_bytes) {
-                            Ok(bytes) => {
-                                let bytes = cut_at(bytes, hw);
-                                total += bytes.len();
-                                pr.records = Some(bytes);
-                            }
-                            Err(e) => {
-                                pr.error_code = e.kafka_error_code();
-                                urgent = true;
-                            }
-                        }
+                        let read =
+                            r.read_for_consumer(&fetch_mapping::consumer_fetch(p, max_bytes));
+                        fetch_mapping::answer_consumer(&mut pr, read, version, replicas.broker_id)
                     }
                 }),
-            }
+            };
+            total += pr.records.as_ref().map_or(0, |b| b.len());
             tr.partitions.push(pr);
         }
         resp.responses.push(tr);
     }
     (resp, total, urgent)
-}
-
-/// The whole batches of `bytes` that end at or below `limit` (consumers see only what is
-/// below the high watermark). Reads the batch headers only: the bytes came from our own
-/// log, already validated when they were appended.
-fn cut_at(bytes: Bytes, limit: i64) -> Bytes {
-    let mut end = 0usize;
-    while let Some(h) = bytes.get(end..).and_then(BatchHeader::parse) {
-        let size = h.size() as usize;
-        if size == 0 || h.next_offset() > limit || end + size > bytes.len() {
-            break;
-        }
-        end += size;
-    }
-    bytes.slice(..end)
 }
 
 /// A produce refused by validation: Kafka's error, its message and (Produce v8+) the

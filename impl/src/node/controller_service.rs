@@ -23,8 +23,9 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::clock::now_ms;
+use super::listener::serve;
 use super::quorum_driver::{NotActive, QuorumDriver};
-use super::{now_ms, serve};
 use crate::config::NodeConfig;
 use crate::controller::records::{Endpoint, LeaderRecoveryState};
 use crate::controller::{
@@ -34,9 +35,7 @@ use crate::controller::{
 use crate::wire::versions::api_versions_response;
 use crate::wire::RequestHandler;
 
-const INVALID_REQUEST: i16 = 42;
-/// Kafka's NOT_CONTROLLER: this controller is not the active one.
-pub const NOT_CONTROLLER: i16 = 41;
+use crate::error_codes::{INVALID_REQUEST, NOT_CONTROLLER, UNKNOWN_TOPIC_ID};
 
 /// The controller role: the quorum voter and, while it leads, the active controller.
 pub struct ControllerService {
@@ -183,7 +182,7 @@ impl RequestHandler for ControllerService {
                 ResponseKind::BrokerRegistration(
                     BrokerRegistrationResponse::default()
                         .with_broker_epoch(-1)
-                        .with_error_code(crate::quorum::codes::INCONSISTENT_CLUSTER_ID),
+                        .with_error_code(crate::error_codes::INCONSISTENT_CLUSTER_ID),
                 )
             }
             RequestKind::BeginQuorumEpoch(req) => {
@@ -509,7 +508,7 @@ impl ControllerService {
             };
             let mut r = DeletableTopicResult::default().with_topic_id(id);
             match name {
-                None => r.error_code = 100, // UNKNOWN_TOPIC_ID
+                None => r.error_code = UNKNOWN_TOPIC_ID,
                 Some(name) => {
                     r.name = Some(TopicName(str_bytes(&name)));
                     match self.commit(|c| c.delete_topic(&name)).await? {
@@ -686,35 +685,4 @@ fn not_controller_response(request: &RequestKind) -> Option<ResponseKind> {
         ),
         _ => return None,
     })
-}
-
-/// Whether a controller's response says it is not the active controller (or, for a
-/// metadata Fetch, not the quorum leader): the broker then tries the next voter.
-pub fn is_not_controller(resp: &ResponseKind) -> bool {
-    const E: i16 = NOT_CONTROLLER;
-    match resp {
-        ResponseKind::BrokerRegistration(r) => r.error_code == E,
-        ResponseKind::BrokerHeartbeat(r) => r.error_code == E,
-        ResponseKind::AlterPartition(r) => r.error_code == E,
-        ResponseKind::AllocateProducerIds(r) => r.error_code == E,
-        ResponseKind::AssignReplicasToDirs(r) => r.error_code == E,
-        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code == E),
-        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code == E),
-        ResponseKind::CreatePartitions(r) => r.results.iter().any(|t| t.error_code == E),
-        ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().any(|t| t.error_code == E),
-        ResponseKind::Fetch(r) => r.responses.iter().flat_map(|t| &t.partitions).any(|p| {
-            p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
-                || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH
-        }),
-        ResponseKind::DescribeQuorum(r) => r
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .any(|p| p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER),
-        ResponseKind::FetchSnapshot(r) => r.topics.iter().flat_map(|t| &t.partitions).any(|p| {
-            p.error_code == crate::quorum::codes::NOT_LEADER_OR_FOLLOWER
-                || p.error_code == crate::quorum::codes::UNKNOWN_LEADER_EPOCH
-        }),
-        _ => false,
-    }
 }

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::controller::records::MetadataRecord;
-use crate::storage::BatchBuilder;
+use crate::quorum::Batch;
+use crate::storage::{BatchBuilder, BatchHeader};
 
 /// The metadata topic, as in KRaft.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -46,4 +47,83 @@ pub fn decode_batches(bytes: Bytes) -> anyhow::Result<Vec<(i64, MetadataRecord)>
         }
     }
     Ok(out)
+}
+
+/// Splits fetched bytes into whole batches with their offsets and epochs.
+pub fn split_batches(bytes: &Bytes) -> Vec<Batch> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while let Some(h) = BatchHeader::parse(&bytes[pos..]) {
+        let size = h.size() as usize;
+        if size == 0 || pos + size > bytes.len() {
+            break;
+        }
+        out.push(Batch {
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            epoch: h.partition_leader_epoch,
+            data: bytes.slice(pos..pos + size),
+        });
+        pos += size;
+    }
+    out
+}
+
+/// The whole batches of `bytes` that start below `up_to` (a quorum Fetch answers records
+/// from its offset up to the core's `up_to`; a batch that starts below it goes whole).
+pub fn batches_starting_below(bytes: Bytes, up_to: i64) -> Bytes {
+    let mut end = 0usize;
+    for b in split_batches(&bytes) {
+        if b.base_offset >= up_to {
+            break;
+        }
+        end += b.data.len();
+    }
+    bytes.slice(..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(records: usize, base: i64, epoch: i32) -> Bytes {
+        let recs: Vec<MetadataRecord> = (0..records)
+            .map(|i| MetadataRecord::LeaderChange {
+                leader_id: i as i32,
+                leader_epoch: epoch,
+            })
+            .collect();
+        let mut b = encode_batch(&recs, 0).expect("encodes");
+        b[0..8].copy_from_slice(&base.to_be_bytes());
+        b[12..16].copy_from_slice(&epoch.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn fetched_bytes_split_into_batches_and_cut_at_the_high_watermark() {
+        let mut all = BytesMut::new();
+        all.extend_from_slice(&batch_of(2, 0, 1));
+        all.extend_from_slice(&batch_of(1, 2, 1));
+        all.extend_from_slice(&batch_of(3, 3, 2));
+        let all = all.freeze();
+        let batches = split_batches(&all);
+        let spans: Vec<(i64, i64, i32)> = batches
+            .iter()
+            .map(|b| (b.base_offset, b.last_offset, b.epoch))
+            .collect();
+        assert_eq!(spans, vec![(0, 1, 1), (2, 2, 1), (3, 5, 2)]);
+        // Observers read below the high watermark only, in whole batches.
+        assert_eq!(
+            split_batches(&batches_starting_below(all.clone(), 3)).len(),
+            2
+        );
+        assert_eq!(
+            split_batches(&batches_starting_below(all.clone(), 2)).len(),
+            1
+        );
+        assert!(batches_starting_below(all.clone(), 0).is_empty());
+        assert_eq!(batches_starting_below(all.clone(), 6), all);
+        // A torn tail is not a batch.
+        assert_eq!(split_batches(&all.slice(..all.len() - 1)).len(), 2);
+    }
 }

@@ -24,10 +24,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
+use super::metadata_log::{decode_batches, encode_batch, split_batches, METADATA_TOPIC};
 use crate::controller::image::MetadataImage;
 use crate::controller::records::MetadataRecord;
 use crate::quorum::{Batch, SnapshotId};
+use crate::storage::PartitionLog;
 
 /// Records per batch in a snapshot file.
 const RECORDS_PER_BATCH: usize = 512;
@@ -139,7 +140,7 @@ pub fn encode(id: SnapshotId, records: &[MetadataRecord]) -> anyhow::Result<Byte
 
 /// The records of snapshot `id` in `bytes` (header and footer checked and removed).
 pub fn decode(id: SnapshotId, bytes: Bytes, what: &str) -> anyhow::Result<Vec<MetadataRecord>> {
-    let whole: usize = super::quorum_driver::split_batches(&bytes)
+    let whole: usize = split_batches(&bytes)
         .iter()
         .map(|b: &Batch| b.data.len())
         .sum();
@@ -319,9 +320,49 @@ pub fn decode_fetch_snapshot_response(resp: FetchSnapshotResponse) -> Option<Fet
     })
 }
 
+/// Opens the latest snapshot of the metadata log in `dir` and lines the log up with it:
+/// leftover partial snapshots are deleted; a log that ends before the snapshot (a crash
+/// while installing a fetched one) restarts at the snapshot's end; segments wholly below it
+/// are deleted. A log that starts after offset 0 without a snapshot that reaches its start,
+/// or a snapshot file that does not decode, is an error naming what is wrong.
+pub fn open_snapshot(
+    dir: &std::path::Path,
+    log: &mut PartitionLog,
+) -> anyhow::Result<(Option<SnapshotId>, MetadataImage)> {
+    delete_partials(dir)?;
+    let Some((id, image)) = load_latest(dir)
+        .map_err(|e| anyhow::anyhow!("cannot load the latest metadata snapshot: {e:#}"))?
+    else {
+        if log.log_start_offset() > 0 {
+            anyhow::bail!(
+                "the metadata log in {} starts at offset {} but there is no snapshot to cover the offsets below it",
+                dir.display(),
+                log.log_start_offset()
+            );
+        }
+        return Ok((None, MetadataImage::new()));
+    };
+    if log.log_start_offset() > id.end_offset {
+        anyhow::bail!(
+            "the metadata log in {} starts at offset {} but its latest snapshot {} ends at {}: the records in between are missing",
+            dir.display(),
+            log.log_start_offset(),
+            file_name(id),
+            id.end_offset
+        );
+    }
+    if log.log_end_offset() < id.end_offset {
+        log.truncate_fully_and_start_at(id.end_offset)?;
+    } else {
+        log.delete_segments_below(id.end_offset)?;
+    }
+    Ok((Some(id), image))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{FlushPolicy, LogConfig};
 
     fn id() -> SnapshotId {
         SnapshotId {
@@ -404,9 +445,7 @@ mod tests {
         let err = format!("{:#}", load_latest(dir.path()).unwrap_err());
         assert!(err.contains("cut or corrupt"), "{err}");
         // Cut at a batch boundary: the footer is missing.
-        let first = super::super::quorum_driver::split_batches(&Bytes::from(bytes.clone()))[0]
-            .data
-            .len();
+        let first = split_batches(&Bytes::from(bytes.clone()))[0].data.len();
         fs::write(&p, &bytes[..first]).unwrap();
         let err = format!("{:#}", load_latest(dir.path()).unwrap_err());
         assert!(err.contains("footer"), "{err}");
@@ -434,5 +473,123 @@ mod tests {
         assert!(load_latest(dir.path()).unwrap().is_none());
         assert_eq!(delete_partials(dir.path()).unwrap(), 1);
         assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    fn open_log(dir: &std::path::Path) -> PartitionLog {
+        PartitionLog::open(
+            dir,
+            LogConfig {
+                segment_bytes: 1024,
+                flush_policy: FlushPolicy::EveryBatch,
+                oversized_batch_own_segment: true,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn topic(i: u8) -> MetadataRecord {
+        MetadataRecord::Topic {
+            name: format!("t{i}"),
+            topic_id: [i + 1; 16],
+        }
+    }
+
+    #[test]
+    fn a_restart_starts_from_the_latest_snapshot_and_the_log_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path());
+        // 30 one-record batches of epoch 1 over several 1 KiB segments.
+        for i in 0..30u8 {
+            let b = encode_batch(&[topic(i)], 0).unwrap();
+            log.append_as_leader(b, 1).unwrap();
+        }
+        assert!(log.segment_base_offsets().len() > 3);
+        let (none, image) = open_snapshot(dir.path(), &mut log).unwrap();
+        assert_eq!((none, image.last_offset()), (None, -1));
+        // A snapshot of the first 20 records, and a leftover partial one.
+        let id = SnapshotId {
+            end_offset: 20,
+            epoch: 1,
+        };
+        let records: Vec<MetadataRecord> = (0..20).map(topic).collect();
+        write(dir.path(), id, &records).unwrap();
+        std::fs::write(
+            partial_path(
+                dir.path(),
+                SnapshotId {
+                    end_offset: 25,
+                    epoch: 1,
+                },
+            ),
+            b"half",
+        )
+        .unwrap();
+        let (got, image) = open_snapshot(dir.path(), &mut log).unwrap();
+        assert_eq!(got, Some(id));
+        assert_eq!(image.last_offset(), 19);
+        assert_eq!(image.topics().count(), 20);
+        // Segments wholly below the snapshot are gone; the log after it stays.
+        assert!(log.log_start_offset() > 0 && log.log_start_offset() <= 20);
+        assert_eq!(log.log_end_offset(), 30);
+        assert_eq!(list(dir.path()).unwrap(), vec![id]);
+        assert!(!partial_path(
+            dir.path(),
+            SnapshotId {
+                end_offset: 25,
+                epoch: 1
+            }
+        )
+        .exists());
+        // A snapshot past the log end (a crash during an install): the log restarts there.
+        let later = SnapshotId {
+            end_offset: 40,
+            epoch: 2,
+        };
+        write(dir.path(), later, &records).unwrap();
+        let (got, image) = open_snapshot(dir.path(), &mut log).unwrap();
+        assert_eq!(got, Some(later));
+        assert_eq!(image.last_offset(), 39);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 40));
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_or_a_log_without_its_snapshot_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path());
+        let id = SnapshotId {
+            end_offset: 5,
+            epoch: 1,
+        };
+        write(dir.path(), id, &[topic(1)]).unwrap();
+        let path = path(dir.path(), id);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot load the latest metadata snapshot")
+                && err.contains("00000000000000000005-0000000001.checkpoint"),
+            "{err}"
+        );
+        // No snapshot, but the log starts at 5.
+        std::fs::remove_file(&path).unwrap();
+        log.truncate_fully_and_start_at(5).unwrap();
+        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
+        assert!(
+            err.contains("starts at offset 5 but there is no snapshot"),
+            "{err}"
+        );
+        // A snapshot that ends before the log start.
+        write(
+            dir.path(),
+            SnapshotId {
+                end_offset: 3,
+                epoch: 1,
+            },
+            &[],
+        )
+        .unwrap();
+        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
+        assert!(err.contains("records in between are missing"), "{err}");
     }
 }

@@ -26,10 +26,9 @@ use kafka_protocol::messages::assign_replicas_to_dirs_request::{
 };
 use kafka_protocol::messages::{AssignReplicasToDirsRequest, BrokerId, RequestKind, ResponseKind};
 
-use super::broker_runtime::send_to_controller;
 use super::partitions::TopicPartition;
+use super::shared::NodeShared;
 use super::view::ClusterView;
-use super::NodeShared;
 use crate::client::Connection;
 use crate::controller::records::{DirectoryId, DIRECTORY_LOST};
 
@@ -206,14 +205,15 @@ pub async fn run(shared: Arc<NodeShared>, own_dir: DirectoryId) {
             continue;
         }
         let req = request(shared.config.node_id, broker_epoch, &assignments);
-        match send_to_controller(
-            &shared,
-            &mut conn,
-            0,
-            RequestKind::AssignReplicasToDirs(req),
-            Duration::from_secs(5),
-        )
-        .await
+        match shared
+            .controller
+            .send_on(
+                &mut conn,
+                0,
+                RequestKind::AssignReplicasToDirs(req),
+                Duration::from_secs(5),
+            )
+            .await
         {
             Ok(ResponseKind::AssignReplicasToDirs(r)) if r.error_code == 0 => {
                 for (topic_id, partition, dir) in &assignments {

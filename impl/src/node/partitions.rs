@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::replication::{
-    Acks, AlterPartitionProposal, Effect, PartitionState, ProduceCompletion, ProduceOutcome,
+    Acks, AlterPartitionProposal, Effect, PartitionRegistration, ProduceCompletion, ProduceOutcome,
     Replica, ReplicaConfig,
 };
 use crate::storage::{BatchRejection, LogConfig, PartitionLog};
@@ -78,18 +78,7 @@ struct SlotInner {
 impl PartitionSlot {
     /// Runs `f` on the replica under the slot's lock, then routes the effects it queued.
     pub fn with_replica<T>(&self, mgr: &ReplicaManager, f: impl FnOnce(&mut Replica) -> T) -> T {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let hw_before = inner.replica.high_watermark();
-        let leo_before = inner.replica.log_end_offset();
-        let out = f(&mut inner.replica);
-        let changed = inner.replica.high_watermark() != hw_before
-            || inner.replica.log_end_offset() != leo_before;
-        self.route_effects(&mut inner, mgr);
-        drop(inner);
-        if changed {
-            mgr.data_changed();
-        }
-        out
+        self.locked(mgr, |inner| f(&mut inner.replica))
     }
 
     /// Appends a produce and, for acks=all, parks it until the replica answers.
@@ -102,27 +91,40 @@ impl PartitionSlot {
         now_ms: u64,
     ) -> ProduceWait {
         let request_id = mgr.next_request_id();
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let leo_before = inner.replica.log_end_offset();
-        let outcome = inner
-            .replica
-            .append_as_leader(request_id, batches, acks, timeout_ms, now_ms);
-        let wait = match outcome {
-            ProduceOutcome::Completed(c) => ProduceWait::Done(c),
-            ProduceOutcome::Rejected(r) => ProduceWait::Rejected(r),
-            ProduceOutcome::Delayed { .. } => {
-                let (tx, rx) = oneshot::channel();
-                inner.waiters.insert(request_id, tx);
-                ProduceWait::Parked(rx)
+        self.locked(mgr, |inner| {
+            let outcome = inner
+                .replica
+                .append_as_leader(request_id, batches, acks, timeout_ms, now_ms);
+            match outcome {
+                ProduceOutcome::Completed(c) => ProduceWait::Done(c),
+                ProduceOutcome::Rejected(r) => ProduceWait::Rejected(r),
+                ProduceOutcome::Delayed { .. } => {
+                    // Parked before the effects are routed, so an answer the same call
+                    // queued finds its waiter.
+                    let (tx, rx) = oneshot::channel();
+                    inner.waiters.insert(request_id, tx);
+                    ProduceWait::Parked(rx)
+                }
             }
-        };
-        let changed = inner.replica.log_end_offset() != leo_before;
+        })
+    }
+
+    /// The one place the slot's lock is taken: runs `f`, routes the effects the replica
+    /// queued (answers to parked produces, AlterPartition proposals), and wakes long-polling
+    /// fetches if the log end offset or the high watermark moved.
+    fn locked<T>(&self, mgr: &ReplicaManager, f: impl FnOnce(&mut SlotInner) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let hw_before = inner.replica.high_watermark();
+        let leo_before = inner.replica.log_end_offset();
+        let out = f(&mut inner);
+        let changed = inner.replica.high_watermark() != hw_before
+            || inner.replica.log_end_offset() != leo_before;
         self.route_effects(&mut inner, mgr);
         drop(inner);
         if changed {
             mgr.data_changed();
         }
-        wait
+        out
     }
 
     fn route_effects(&self, inner: &mut SlotInner, mgr: &ReplicaManager) {
@@ -228,7 +230,7 @@ impl ReplicaManager {
         &self,
         tp: &TopicPartition,
         topic_id: [u8; 16],
-        state: &PartitionState,
+        state: &PartitionRegistration,
         min_isr: usize,
         broker_epoch: i64,
         now_ms: u64,

@@ -31,31 +31,36 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
-};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::metadata_log::{decode_batches, encode_batch, METADATA_TOPIC};
-use super::metadata_snapshot::{self, Chunk};
-use super::now_ms;
+mod active;
+mod codec;
+mod snapshot;
+mod state_file;
+
+use codec::{decode_fetch_response, decode_vote_response, fill_fetch_partition, metadata_topic};
+
+use super::clock::now_ms;
+use super::metadata_log::{
+    batches_starting_below, decode_batches, encode_batch, split_batches, METADATA_TOPIC,
+};
+use super::metadata_snapshot::{self, open_snapshot};
 use super::quorum_progress::{self, ReplicaProgress};
 use super::repeated_log::RepeatedLog;
 use crate::client::Connection;
 use crate::config::NodeConfig;
 use crate::controller::records::MetadataRecord;
 use crate::controller::{Controller, ControllerConfig, MetadataImage};
+use crate::error_codes as codes;
 use crate::quorum::{
-    self, codes, Batch, Effect, EpochRequest, EpochResponse, FetchAnswer, FetchResult,
-    FetchSnapshotAnswer, LogSummary, QuorumCore, QuorumState, ReplicaId, Request, Role, SnapshotId,
-    Timer,
+    self, Effect, EpochRequest, EpochResponse, FetchAnswer, FetchResult, LogSummary, QuorumCore,
+    ReplicaId, Request, Role, SnapshotId, Timer,
 };
-use crate::storage::{BatchHeader, FlushPolicy, LogConfig, PartitionLog};
+use crate::storage::{FlushPolicy, LogConfig, PartitionLog};
 
 /// What waiters watch: the quorum's progress as of the last effects performed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,9 +76,6 @@ pub struct Progress {
 /// This node is not the active controller (NOT_CONTROLLER to the caller).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotActive;
-
-/// The largest chunk of a snapshot a follower asks for in one FetchSnapshot.
-const SNAPSHOT_CHUNK_BYTES: i32 = 32 * 1024;
 
 pub struct State {
     pub core: QuorumCore,
@@ -112,108 +114,12 @@ pub struct QuorumDriver {
     rejections: RepeatedLog,
 }
 
-/// Kafka's INVALID_VOTER_KEY: the request's `VoterId` is not the receiver.
-const INVALID_VOTER_KEY: i16 = 125;
-
-/// The partitions of the three quorum requests, for [`QuorumDriver::quorum_partition`].
-trait HasPartitionIndex {
-    fn partition_index(&self) -> i32;
-}
-
-impl HasPartitionIndex for vote_request::PartitionData {
-    fn partition_index(&self) -> i32 {
-        self.partition_index
-    }
-}
-
-impl HasPartitionIndex for begin_quorum_epoch_request::PartitionData {
-    fn partition_index(&self) -> i32 {
-        self.partition_index
-    }
-}
-
-impl HasPartitionIndex for end_quorum_epoch_request::PartitionData {
-    fn partition_index(&self) -> i32 {
-        self.partition_index
-    }
-}
-
-/// The `quorum-state` file, in Kafka's JSON layout.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct QuorumStateFile {
-    leader_id: i32,
-    leader_epoch: i32,
-    voted_id: i32,
-    applied_offset: i64,
-    current_voters: Vec<VoterEntry>,
-    #[serde(rename = "data_version")]
-    data_version: i16,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VoterEntry {
-    voter_id: i32,
-}
-
-fn read_quorum_state(path: &std::path::Path) -> anyhow::Result<QuorumState> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(QuorumState::default()),
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
-    };
-    let f: QuorumStateFile = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("malformed quorum state {}: {e}", path.display()))?;
-    Ok(QuorumState {
-        epoch: f.leader_epoch.max(0),
-        voted_for: (f.voted_id >= 0).then_some(f.voted_id),
-        leader: (f.leader_id >= 0).then_some(f.leader_id),
-    })
-}
-
 /// A failure to write the metadata log or the quorum state leaves the voter unable to keep
 /// its promises: stop the process, as Kafka's raft client does.
 fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
     tracing::error!(error = %e, "{what}; stopping");
     eprintln!("fatal: {what}: {e}");
     std::process::exit(1)
-}
-
-fn metadata_topic() -> TopicName {
-    TopicName(StrBytes::from_static_str(METADATA_TOPIC))
-}
-
-/// Splits fetched bytes into whole batches with their offsets and epochs.
-pub fn split_batches(bytes: &Bytes) -> Vec<Batch> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while let Some(h) = BatchHeader::parse(&bytes[pos..]) {
-        let size = h.size() as usize;
-        if size == 0 || pos + size > bytes.len() {
-            break;
-        }
-        out.push(Batch {
-            base_offset: h.base_offset,
-            last_offset: h.last_offset(),
-            epoch: h.partition_leader_epoch,
-            data: bytes.slice(pos..pos + size),
-        });
-        pos += size;
-    }
-    out
-}
-
-/// The whole batches of `bytes` that start below `up_to`.
-fn cut_at(bytes: Bytes, up_to: i64) -> Bytes {
-    let mut end = 0usize;
-    for b in split_batches(&bytes) {
-        if b.base_offset >= up_to {
-            break;
-        }
-        end += b.data.len();
-    }
-    bytes.slice(..end)
 }
 
 impl QuorumDriver {
@@ -235,7 +141,7 @@ impl QuorumDriver {
         )?;
         let (snapshot, image) = open_snapshot(&dir, &mut log)?;
         let state_path = dir.join("quorum-state");
-        let persisted = read_quorum_state(&state_path)?;
+        let persisted = state_file::read(&state_path)?;
         let summary = LogSummary::new(
             log.epoch_cache()
                 .entries()
@@ -392,21 +298,7 @@ impl QuorumDriver {
     fn perform_one(&self, st: &mut State, effect: Effect) {
         match effect {
             Effect::PersistQuorumState(s) => {
-                let file = QuorumStateFile {
-                    leader_id: s.leader.unwrap_or(-1),
-                    leader_epoch: s.epoch,
-                    voted_id: s.voted_for.unwrap_or(-1),
-                    applied_offset: 0,
-                    current_voters: st
-                        .core
-                        .voters()
-                        .iter()
-                        .map(|&voter_id| VoterEntry { voter_id })
-                        .collect(),
-                    data_version: 0,
-                };
-                let bytes = serde_json::to_vec(&file).unwrap_or_default();
-                if let Err(e) = crate::storage::checkpoint::atomic_write(&self.state_path, &bytes) {
+                if let Err(e) = state_file::write(&self.state_path, s, st.core.voters()) {
                     fatal("cannot write the quorum state", e);
                 }
             }
@@ -573,7 +465,7 @@ impl QuorumDriver {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
-            let (version, kind) = self.encode_request(peer, request);
+            let (version, kind) = codec::encode_request(self.cluster_id(), peer, request);
             match c.send(version, kind, Duration::from_secs(2)).await {
                 Ok(resp) => {
                     let mut st = self.lock();
@@ -584,21 +476,13 @@ impl QuorumDriver {
                             }
                         }
                         (_, ResponseKind::BeginQuorumEpoch(r)) => {
-                            if let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) {
-                                st.core.handle_epoch_response(EpochResponse {
-                                    error_code: p.error_code,
-                                    epoch: p.leader_epoch,
-                                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
-                                });
+                            if let Some(e) = codec::decode_begin_quorum_epoch_response(&r) {
+                                st.core.handle_epoch_response(e);
                             }
                         }
                         (_, ResponseKind::EndQuorumEpoch(r)) => {
-                            if let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) {
-                                st.core.handle_epoch_response(EpochResponse {
-                                    error_code: p.error_code,
-                                    epoch: p.leader_epoch,
-                                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
-                                });
+                            if let Some(e) = codec::decode_end_quorum_epoch_response(&r) {
+                                st.core.handle_epoch_response(e);
                             }
                         }
                         _ => {}
@@ -615,59 +499,6 @@ impl QuorumDriver {
 
     fn cluster_id(&self) -> Option<StrBytes> {
         self.cluster_id.clone().map(StrBytes::from_string)
-    }
-
-    fn encode_request(&self, to: ReplicaId, request: Request) -> (i16, RequestKind) {
-        match request {
-            // Vote v2 carries KIP-996's PreVote and names the receiver (VoterId, v1+).
-            Request::Vote(v) => (
-                2,
-                RequestKind::Vote(
-                    VoteRequest::default()
-                        .with_cluster_id(self.cluster_id())
-                        .with_voter_id(BrokerId(to))
-                        .with_topics(vec![vote_request::TopicData::default()
-                            .with_topic_name(metadata_topic())
-                            .with_partitions(vec![vote_request::PartitionData::default()
-                                .with_partition_index(0)
-                                .with_replica_epoch(v.candidate_epoch)
-                                .with_replica_id(BrokerId(v.candidate_id))
-                                .with_last_offset_epoch(v.last_epoch)
-                                .with_last_offset(v.end_offset)
-                                .with_pre_vote(v.pre_vote)])]),
-                ),
-            ),
-            Request::BeginQuorumEpoch(r) => (
-                0,
-                RequestKind::BeginQuorumEpoch(
-                    BeginQuorumEpochRequest::default()
-                        .with_cluster_id(self.cluster_id())
-                        .with_topics(vec![begin_quorum_epoch_request::TopicData::default()
-                            .with_topic_name(metadata_topic())
-                            .with_partitions(vec![
-                                begin_quorum_epoch_request::PartitionData::default()
-                                    .with_partition_index(0)
-                                    .with_leader_id(BrokerId(r.leader_id))
-                                    .with_leader_epoch(r.leader_epoch),
-                            ])]),
-                ),
-            ),
-            Request::EndQuorumEpoch(r) => (
-                0,
-                RequestKind::EndQuorumEpoch(
-                    EndQuorumEpochRequest::default()
-                        .with_cluster_id(self.cluster_id())
-                        .with_topics(vec![end_quorum_epoch_request::TopicData::default()
-                            .with_topic_name(metadata_topic())
-                            .with_partitions(vec![
-                                end_quorum_epoch_request::PartitionData::default()
-                                    .with_partition_index(0)
-                                    .with_leader_id(BrokerId(r.leader_id))
-                                    .with_leader_epoch(r.leader_epoch),
-                            ])]),
-                ),
-            ),
-        }
     }
 
     /// The follower's fetcher: while the core follows a leader, fetch from it (long-polling
@@ -714,21 +545,7 @@ impl QuorumDriver {
                 continue;
             };
             let max_wait = (self.fetch_timeout_ms / 2) as i32;
-            let request = FetchRequest::default()
-                .with_replica_id(BrokerId(self.id))
-                .with_max_wait_ms(max_wait)
-                .with_min_bytes(1)
-                .with_max_bytes(8 << 20)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(metadata_topic())
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(0)
-                        .with_current_leader_epoch(req.epoch)
-                        .with_fetch_offset(req.fetch_offset)
-                        .with_last_fetched_epoch(req.last_fetched_epoch)
-                        .with_log_start_offset(-1)
-                        .with_partition_max_bytes(8 << 20)])]);
+            let request = codec::fetch_request(self.id, max_wait, &req);
             let timeout = Duration::from_millis(self.fetch_timeout_ms + 500);
             match c.send(12, RequestKind::Fetch(request), timeout).await {
                 Ok(ResponseKind::Fetch(resp)) => {
@@ -751,112 +568,6 @@ impl QuorumDriver {
                 }
             }
         }
-    }
-
-    /// Fetches snapshot `req.snapshot` from the leader in chunks into its partial file,
-    /// checks it, renames it into place and has the core install it. Returns early (Ok)
-    /// when the leader answers with an error (the core decides what next) or the core no
-    /// longer wants this snapshot.
-    async fn download_snapshot(
-        &self,
-        c: &mut Connection,
-        req: quorum::FetchSnapshotRequest,
-    ) -> anyhow::Result<()> {
-        use std::io::Write;
-        let id = req.snapshot;
-        let part = metadata_snapshot::partial_path(&self.dir, id);
-        let mut file = std::fs::File::create(&part)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", part.display()))?;
-        let mut position = 0i64;
-        let timeout = Duration::from_millis(self.fetch_timeout_ms + 500);
-        loop {
-            let request = metadata_snapshot::fetch_snapshot_request(
-                self.id,
-                req.epoch,
-                id,
-                position,
-                SNAPSHOT_CHUNK_BYTES,
-            );
-            let resp = match c
-                .send(0, RequestKind::FetchSnapshot(request), timeout)
-                .await
-            {
-                Ok(ResponseKind::FetchSnapshot(r)) => r,
-                Ok(_) => anyhow::bail!("unexpected answer to FetchSnapshot"),
-                Err(e) => {
-                    let _ = std::fs::remove_file(&part);
-                    return Err(e);
-                }
-            };
-            let Some(chunk) = metadata_snapshot::decode_fetch_snapshot_response(resp) else {
-                anyhow::bail!("empty FetchSnapshot answer");
-            };
-            let still_wanted = {
-                let mut st = self.lock();
-                let result = match chunk.error_code {
-                    0 => Ok(()),
-                    code => Err(code),
-                };
-                st.core
-                    .handle_fetch_snapshot_response(chunk.epoch, chunk.leader, result);
-                self.perform(&mut st);
-                st.core.snapshot_request().map(|(_, r)| r) == Some(req)
-            };
-            if chunk.error_code != 0 || !still_wanted {
-                let _ = std::fs::remove_file(&part);
-                if chunk.error_code != 0 {
-                    tracing::info!(
-                        node = self.id,
-                        code = chunk.error_code,
-                        ?id,
-                        "FetchSnapshot refused"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                return Ok(());
-            }
-            if chunk.position != position {
-                let _ = std::fs::remove_file(&part);
-                anyhow::bail!(
-                    "FetchSnapshot answered position {} for {position}",
-                    chunk.position
-                );
-            }
-            file.write_all(&chunk.bytes)
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;
-            position += chunk.bytes.len() as i64;
-            if position >= chunk.size {
-                break;
-            }
-            if chunk.bytes.is_empty() {
-                let _ = std::fs::remove_file(&part);
-                anyhow::bail!("FetchSnapshot made no progress at position {position}");
-            }
-        }
-        file.sync_all()
-            .map_err(|e| anyhow::anyhow!("fsyncing {}: {e}", part.display()))?;
-        drop(file);
-        let records = match metadata_snapshot::read_file(&part, id) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                return Err(e);
-            }
-        };
-        metadata_snapshot::complete(&self.dir, id)?;
-        let image = MetadataImage::from_snapshot(id.end_offset, &records);
-        let mut st = self.lock();
-        st.installing = Some((id, image));
-        if st.core.install_snapshot(id) {
-            self.perform(&mut st);
-        } else {
-            st.installing = None;
-            // Not wanted any more; unless it is this voter's own latest snapshot too.
-            if st.core.log().snapshot() != Some(id) {
-                let _ = std::fs::remove_file(metadata_snapshot::path(&self.dir, id));
-            }
-        }
-        Ok(())
     }
 
     /// Applies the committed records the image does not have yet: whole batches below the
@@ -909,159 +620,8 @@ impl QuorumDriver {
         self.delete_below_snapshot(st);
     }
 
-    /// Deletes the segments that lie wholly below the latest snapshot (a segment that was
-    /// still active when the snapshot was taken goes once the log has rolled past it), and
-    /// moves the core's log start with them.
-    /// Returns how many segments went.
-    fn delete_below_snapshot(&self, st: &mut State) -> usize {
-        let Some(id) = st.core.log().snapshot() else {
-            return 0;
-        };
-        let deleted = match st.log.delete_segments_below(id.end_offset) {
-            Ok(0) => return 0,
-            Ok(n) => n,
-            Err(e) => fatal("cannot delete metadata log segments below the snapshot", e),
-        };
-        st.core.snapshot_taken(id, st.log.log_start_offset());
-        deleted
-    }
-
-    /// Writes a snapshot of the committed image once enough was committed since the last
-    /// one, deletes the log's segments below it, and tells the core.
-    fn maybe_snapshot(&self, st: &mut State) {
-        if st.bytes_since_snapshot < self.max_bytes_between_snapshots {
-            return;
-        }
-        let end = st.image.last_offset() + 1;
-        if st
-            .core
-            .log()
-            .snapshot()
-            .is_some_and(|s| s.end_offset >= end)
-        {
-            return;
-        }
-        let Some(epoch) = st.core.log().epoch_at(end - 1) else {
-            return;
-        };
-        let id = SnapshotId {
-            end_offset: end,
-            epoch,
-        };
-        let records = st.image.image_records();
-        st.bytes_since_snapshot = 0;
-        let size = match metadata_snapshot::write(&self.dir, id, &records) {
-            Ok(size) => size,
-            Err(e) => {
-                tracing::error!(node = self.id, error = %format!("{e:#}"), "cannot write a metadata snapshot");
-                return;
-            }
-        };
-        st.core.snapshot_taken(id, st.log.log_start_offset());
-        let deleted = self.delete_below_snapshot(st);
-        if let Err(e) = metadata_snapshot::delete_older(&self.dir, id) {
-            tracing::warn!(error = %e, "cannot delete older snapshots");
-        }
-        tracing::info!(
-            node = self.id,
-            end_offset = end,
-            epoch,
-            records = records.len(),
-            bytes = size,
-            segments_deleted = deleted,
-            log_start = st.log.log_start_offset(),
-            "metadata snapshot written"
-        );
-    }
-
-    /// Rebuilds the committed image from the latest snapshot (the log after it is applied
-    /// again by `apply_committed`).
-    fn reload_image(&self, st: &mut State) {
-        st.image = match metadata_snapshot::load_latest(&self.dir) {
-            Ok(Some((_, image))) => image,
-            Ok(None) => MetadataImage::new(),
-            Err(e) => fatal("cannot reload the metadata snapshot", format!("{e:#}")),
-        };
-    }
-
     // -------------------------------------------------------------------------------------
     // Serving the quorum's requests
-
-    /// FetchSnapshot (KIP-630) of `__cluster_metadata-0` from a follower or an observer:
-    /// the core decides, the snapshot file supplies the bytes from `Position`, at most
-    /// `MaxBytes`.
-    pub fn fetch_snapshot(&self, req: &FetchSnapshotRequest) -> FetchSnapshotResponse {
-        let Some((topic, p)) = req
-            .topics
-            .first()
-            .and_then(|t| Some((t, t.partitions.first()?)))
-        else {
-            return FetchSnapshotResponse::default().with_error_code(42);
-        };
-        let mut out = fetch_snapshot_response::PartitionSnapshot::default()
-            .with_index(p.partition)
-            .with_snapshot_id(
-                fetch_snapshot_response::SnapshotId::default()
-                    .with_end_offset(p.snapshot_id.end_offset)
-                    .with_epoch(p.snapshot_id.epoch),
-            )
-            .with_position(p.position);
-        if topic.name.0.as_str() != METADATA_TOPIC || p.partition != 0 {
-            out.error_code = 3; // UNKNOWN_TOPIC_OR_PARTITION
-        } else {
-            let mut st = self.lock();
-            let answer = st.core.handle_fetch_snapshot(quorum::FetchSnapshotRequest {
-                replica_id: req.replica_id.0,
-                epoch: p.current_leader_epoch,
-                snapshot: SnapshotId {
-                    end_offset: p.snapshot_id.end_offset,
-                    epoch: p.snapshot_id.epoch,
-                },
-            });
-            self.perform(&mut st);
-            let (epoch, leader) = match answer {
-                FetchSnapshotAnswer::Serve {
-                    epoch,
-                    leader,
-                    snapshot,
-                } => {
-                    let max = req.max_bytes.max(1) as usize;
-                    match metadata_snapshot::read_chunk(&self.dir, snapshot, p.position, max) {
-                        Ok(Chunk::Data { size, bytes }) => {
-                            out.size = size as i64;
-                            out.unaligned_records = bytes;
-                        }
-                        Ok(Chunk::OutOfRange { size }) => {
-                            out.size = size as i64;
-                            out.error_code = codes::POSITION_OUT_OF_RANGE;
-                        }
-                        Ok(Chunk::NotFound) => out.error_code = codes::SNAPSHOT_NOT_FOUND,
-                        Err(e) => {
-                            tracing::error!(error = %format!("{e:#}"), "reading a snapshot");
-                            out.error_code = -1; // UNKNOWN_SERVER_ERROR
-                        }
-                    }
-                    (epoch, Some(leader))
-                }
-                FetchSnapshotAnswer::Error {
-                    code,
-                    epoch,
-                    leader,
-                } => {
-                    out.error_code = code;
-                    (epoch, leader)
-                }
-            };
-            out.current_leader = fetch_snapshot_response::LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                .with_leader_epoch(epoch);
-        }
-        FetchSnapshotResponse::default().with_topics(vec![
-            fetch_snapshot_response::TopicSnapshot::default()
-                .with_name(topic.name.clone())
-                .with_partitions(vec![out]),
-        ])
-    }
 
     /// Logs a refused quorum request: the first of a run at once, then one line with a
     /// count per interval (a flood of forged Votes writes a few lines, not one per Vote).
@@ -1090,23 +650,6 @@ impl QuorumDriver {
         }
     }
 
-    /// The single partition a quorum request must address: `__cluster_metadata-0`.
-    fn quorum_partition<'a, P>(
-        topics: impl IntoIterator<Item = (&'a TopicName, &'a [P])>,
-    ) -> Result<&'a P, i16>
-    where
-        P: 'a + HasPartitionIndex,
-    {
-        let mut topics = topics.into_iter();
-        let (Some((name, parts)), None) = (topics.next(), topics.next()) else {
-            return Err(codes::INVALID_REQUEST);
-        };
-        match parts {
-            [p] if name.0.as_str() == METADATA_TOPIC && p.partition_index() == 0 => Ok(p),
-            _ => Err(codes::INVALID_REQUEST),
-        }
-    }
-
     /// Vote (KIP-595; v2 adds KIP-996's PreVote). The driver checks what the core cannot
     /// know: the cluster id (top-level INCONSISTENT_CLUSTER_ID), the partition
     /// (INVALID_REQUEST) and that the request names this voter (`VoterId`, v1+:
@@ -1115,7 +658,7 @@ impl QuorumDriver {
         if !self.cluster_id_matches(&req.cluster_id) {
             return VoteResponse::default().with_error_code(codes::INCONSISTENT_CLUSTER_ID);
         }
-        let p = match Self::quorum_partition(
+        let p = match codec::quorum_partition(
             req.topics
                 .iter()
                 .map(|t| (&t.topic_name, t.partitions.as_slice())),
@@ -1127,7 +670,7 @@ impl QuorumDriver {
         let r = if req.voter_id.0 >= 0 && req.voter_id.0 != self.id {
             quorum::VoteResponse {
                 pre_vote: p.pre_vote,
-                error_code: INVALID_VOTER_KEY,
+                error_code: codes::INVALID_VOTER_KEY,
                 epoch: st.core.epoch(),
                 leader: st.core.leader(),
                 vote_granted: false,
@@ -1153,14 +696,7 @@ impl QuorumDriver {
                 p.replica_epoch,
             );
         }
-        VoteResponse::default().with_topics(vec![vote_response::TopicData::default()
-            .with_topic_name(metadata_topic())
-            .with_partitions(vec![vote_response::PartitionData::default()
-                .with_partition_index(0)
-                .with_error_code(r.error_code)
-                .with_leader_id(BrokerId(r.leader.unwrap_or(-1)))
-                .with_leader_epoch(r.epoch)
-                .with_vote_granted(r.vote_granted)])])
+        codec::vote_response(&r)
     }
 
     /// BeginQuorumEpoch: the cluster id and partition are checked here, the rest (voters,
@@ -1173,7 +709,7 @@ impl QuorumDriver {
             return BeginQuorumEpochResponse::default()
                 .with_error_code(codes::INCONSISTENT_CLUSTER_ID);
         }
-        let p = match Self::quorum_partition(
+        let p = match codec::quorum_partition(
             req.topics
                 .iter()
                 .map(|t| (&t.topic_name, t.partitions.as_slice())),
@@ -1184,7 +720,7 @@ impl QuorumDriver {
         let mut st = self.lock();
         let r = if req.voter_id.0 >= 0 && req.voter_id.0 != self.id {
             EpochResponse {
-                error_code: INVALID_VOTER_KEY,
+                error_code: codes::INVALID_VOTER_KEY,
                 epoch: st.core.epoch(),
                 leader: st.core.leader(),
             }
@@ -1205,15 +741,7 @@ impl QuorumDriver {
                 p.leader_epoch,
             );
         }
-        BeginQuorumEpochResponse::default().with_topics(vec![
-            begin_quorum_epoch_response::TopicData::default()
-                .with_topic_name(metadata_topic())
-                .with_partitions(vec![begin_quorum_epoch_response::PartitionData::default()
-                    .with_partition_index(0)
-                    .with_error_code(r.error_code)
-                    .with_leader_id(BrokerId(r.leader.unwrap_or(-1)))
-                    .with_leader_epoch(r.epoch)]),
-        ])
+        codec::begin_quorum_epoch_response(&r)
     }
 
     /// EndQuorumEpoch: checked as BeginQuorumEpoch.
@@ -1222,7 +750,7 @@ impl QuorumDriver {
             return EndQuorumEpochResponse::default()
                 .with_error_code(codes::INCONSISTENT_CLUSTER_ID);
         }
-        let p = match Self::quorum_partition(
+        let p = match codec::quorum_partition(
             req.topics
                 .iter()
                 .map(|t| (&t.topic_name, t.partitions.as_slice())),
@@ -1246,15 +774,7 @@ impl QuorumDriver {
                 p.leader_epoch,
             );
         }
-        EndQuorumEpochResponse::default().with_topics(vec![
-            end_quorum_epoch_response::TopicData::default()
-                .with_topic_name(metadata_topic())
-                .with_partitions(vec![end_quorum_epoch_response::PartitionData::default()
-                    .with_partition_index(0)
-                    .with_error_code(r.error_code)
-                    .with_leader_id(BrokerId(r.leader.unwrap_or(-1)))
-                    .with_leader_epoch(r.epoch)]),
-        ])
+        codec::end_quorum_epoch_response(&r)
     }
 
     /// DescribeQuorum (KIP-595): the leader, its epoch and high watermark, and each voter's
@@ -1316,7 +836,7 @@ impl QuorumDriver {
             .first()
             .and_then(|t| Some((t, t.partitions.first()?)))
         else {
-            resp.error_code = 42;
+            resp.error_code = codes::INVALID_REQUEST;
             return resp;
         };
         let mut pd = PartitionData::default()
@@ -1325,7 +845,7 @@ impl QuorumDriver {
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1);
         if topic.topic.0.as_str() != METADATA_TOPIC || part.partition != 0 {
-            pd.error_code = 3; // UNKNOWN_TOPIC_OR_PARTITION
+            pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
         } else {
             let request = quorum::FetchRequest {
                 replica_id: req.replica_id.0,
@@ -1362,7 +882,7 @@ impl QuorumDriver {
                                 .log
                                 .read(from_offset, part.partition_max_bytes.max(1) as usize)
                             {
-                                Ok(bytes) => Ok(cut_at(bytes, up_to)),
+                                Ok(bytes) => Ok(batches_starting_below(bytes, up_to)),
                                 Err(e) => Err(e.kafka_error_code()),
                             }
                         }
@@ -1392,403 +912,5 @@ impl QuorumDriver {
                 .with_partitions(vec![pd]),
         );
         resp
-    }
-
-    /// Runs one controller operation on the active controller, appends its records through
-    /// the quorum as one batch, and returns once the high watermark has passed them.
-    pub async fn commit<T>(&self, op: impl FnOnce(&mut Controller) -> T) -> Result<T, NotActive> {
-        let (out, end, epoch) = {
-            let mut guard = self.lock();
-            let st = &mut *guard;
-            let Some(c) = st.controller.as_mut() else {
-                return Err(NotActive);
-            };
-            let out = op(c);
-            let records = c.drain_records();
-            let Some(&(first, _)) = records.first() else {
-                return Ok(out);
-            };
-            let (base, epoch) = st
-                .core
-                .append(records.len() as i64)
-                .map_err(|_| NotActive)?;
-            if base != first {
-                fatal(
-                    "the controller and the metadata log disagree on offsets",
-                    format!("controller {first}, log {base}"),
-                );
-            }
-            let values: Vec<MetadataRecord> = records.into_iter().map(|(_, r)| r).collect();
-            let result = encode_batch(&values, now_ms() as i64)
-                .and_then(|batch| Ok(st.log.append_as_leader(batch, epoch)?));
-            if let Err(e) = result {
-                fatal("cannot write the metadata log", e);
-            }
-            let end = st.log.log_end_offset();
-            st.core.flushed(end);
-            self.perform(st);
-            (out, end, epoch)
-        };
-        let mut rx = self.progress();
-        let done = tokio::time::timeout(
-            Duration::from_secs(10),
-            rx.wait_for(|p| p.high_watermark >= end || p.epoch != epoch || !p.active),
-        )
-        .await;
-        match done {
-            Ok(Ok(p)) if p.high_watermark >= end && p.epoch == epoch => Ok(out),
-            _ => Err(NotActive),
-        }
-    }
-
-    /// Clean shutdown: the leader resigns and tells the other voters (EndQuorumEpoch).
-    /// Returns whether it was the leader.
-    pub fn resign(&self) -> bool {
-        let mut st = self.lock();
-        let was_leader = st.core.is_leader();
-        st.core.resign();
-        self.perform(&mut st);
-        was_leader
-    }
-
-    /// A copy of the active controller (for validate-only requests and lookups).
-    pub fn controller_snapshot(&self) -> Result<Controller, NotActive> {
-        self.lock().controller.clone().ok_or(NotActive)
-    }
-}
-
-fn fill_fetch_partition(pd: &mut PartitionData, answer: FetchAnswer, records: Result<Bytes, i16>) {
-    match answer {
-        FetchAnswer::Records {
-            epoch,
-            leader,
-            high_watermark,
-            ..
-        } => {
-            pd.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(epoch);
-            pd.high_watermark = high_watermark;
-            pd.last_stable_offset = high_watermark;
-            match records {
-                Ok(bytes) => pd.records = Some(bytes),
-                Err(code) => pd.error_code = code,
-            }
-        }
-        FetchAnswer::DivergingEpoch {
-            epoch,
-            leader,
-            high_watermark,
-            diverging_epoch,
-            end_offset,
-        } => {
-            pd.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(epoch);
-            pd.high_watermark = high_watermark;
-            pd.diverging_epoch = EpochEndOffset::default()
-                .with_epoch(diverging_epoch)
-                .with_end_offset(end_offset);
-        }
-        FetchAnswer::Snapshot {
-            epoch,
-            leader,
-            high_watermark,
-            snapshot,
-        } => {
-            pd.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(epoch);
-            pd.high_watermark = high_watermark;
-            pd.snapshot_id = fetch_response::SnapshotId::default()
-                .with_end_offset(snapshot.end_offset)
-                .with_epoch(snapshot.epoch);
-        }
-        FetchAnswer::Error {
-            code,
-            epoch,
-            leader,
-        } => {
-            pd.error_code = code;
-            pd.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                .with_leader_epoch(epoch);
-        }
-    }
-}
-
-/// A Vote response as the core reads it; `pre_vote` is what the request asked (the wire
-/// does not echo it). A top-level error (INCONSISTENT_CLUSTER_ID) carries no answer.
-fn decode_vote_response(r: &VoteResponse, pre_vote: bool) -> Option<quorum::VoteResponse> {
-    if r.error_code != 0 {
-        return None;
-    }
-    let p = r.topics.first()?.partitions.first()?;
-    Some(quorum::VoteResponse {
-        pre_vote,
-        error_code: p.error_code,
-        epoch: p.leader_epoch,
-        leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
-        vote_granted: p.vote_granted,
-    })
-}
-
-/// A voter's Fetch response as the core reads it.
-fn decode_fetch_response(
-    resp: FetchResponse,
-    req: &quorum::FetchRequest,
-) -> Option<quorum::FetchResponse> {
-    let p = resp
-        .responses
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .next()?;
-    let leader = (p.current_leader.leader_id.0 >= 0).then_some(p.current_leader.leader_id.0);
-    let result = if p.error_code != 0 {
-        FetchResult::Error(p.error_code)
-    } else if p.snapshot_id.end_offset >= 0 {
-        FetchResult::Snapshot(SnapshotId {
-            end_offset: p.snapshot_id.end_offset,
-            epoch: p.snapshot_id.epoch,
-        })
-    } else if p.diverging_epoch.end_offset >= 0 {
-        FetchResult::DivergingEpoch {
-            epoch: p.diverging_epoch.epoch,
-            end_offset: p.diverging_epoch.end_offset,
-        }
-    } else {
-        FetchResult::Records(p.records.as_ref().map(split_batches).unwrap_or_default())
-    };
-    Some(quorum::FetchResponse {
-        fetch_offset: req.fetch_offset,
-        last_fetched_epoch: req.last_fetched_epoch,
-        epoch: p.current_leader.leader_epoch,
-        leader,
-        high_watermark: p.high_watermark,
-        result,
-    })
-}
-
-/// Opens the latest snapshot of the metadata log in `dir` and lines the log up with it:
-/// leftover partial snapshots are deleted; a log that ends before the snapshot (a crash
-/// while installing a fetched one) restarts at the snapshot's end; segments wholly below it
-/// are deleted. A log that starts after offset 0 without a snapshot that reaches its start,
-/// or a snapshot file that does not decode, is an error naming what is wrong.
-fn open_snapshot(
-    dir: &std::path::Path,
-    log: &mut PartitionLog,
-) -> anyhow::Result<(Option<SnapshotId>, MetadataImage)> {
-    metadata_snapshot::delete_partials(dir)?;
-    let Some((id, image)) = metadata_snapshot::load_latest(dir)
-        .map_err(|e| anyhow::anyhow!("cannot load the latest metadata snapshot: {e:#}"))?
-    else {
-        if log.log_start_offset() > 0 {
-            anyhow::bail!(
-                "the metadata log in {} starts at offset {} but there is no snapshot to cover the offsets below it",
-                dir.display(),
-                log.log_start_offset()
-            );
-        }
-        return Ok((None, MetadataImage::new()));
-    };
-    if log.log_start_offset() > id.end_offset {
-        anyhow::bail!(
-            "the metadata log in {} starts at offset {} but its latest snapshot {} ends at {}: the records in between are missing",
-            dir.display(),
-            log.log_start_offset(),
-            metadata_snapshot::file_name(id),
-            id.end_offset
-        );
-    }
-    if log.log_end_offset() < id.end_offset {
-        log.truncate_fully_and_start_at(id.end_offset)?;
-    } else {
-        log.delete_segments_below(id.end_offset)?;
-    }
-    Ok((Some(id), image))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch_of(records: usize, base: i64, epoch: i32) -> Bytes {
-        let recs: Vec<MetadataRecord> = (0..records)
-            .map(|i| MetadataRecord::LeaderChange {
-                leader_id: i as i32,
-                leader_epoch: epoch,
-            })
-            .collect();
-        let mut b = encode_batch(&recs, 0).expect("encodes");
-        b[0..8].copy_from_slice(&base.to_be_bytes());
-        b[12..16].copy_from_slice(&epoch.to_be_bytes());
-        b.freeze()
-    }
-
-    #[test]
-    fn fetched_bytes_split_into_batches_and_cut_at_the_high_watermark() {
-        let mut all = BytesMut::new();
-        all.extend_from_slice(&batch_of(2, 0, 1));
-        all.extend_from_slice(&batch_of(1, 2, 1));
-        all.extend_from_slice(&batch_of(3, 3, 2));
-        let all = all.freeze();
-        let batches = split_batches(&all);
-        let spans: Vec<(i64, i64, i32)> = batches
-            .iter()
-            .map(|b| (b.base_offset, b.last_offset, b.epoch))
-            .collect();
-        assert_eq!(spans, vec![(0, 1, 1), (2, 2, 1), (3, 5, 2)]);
-        // Observers read below the high watermark only, in whole batches.
-        assert_eq!(split_batches(&cut_at(all.clone(), 3)).len(), 2);
-        assert_eq!(split_batches(&cut_at(all.clone(), 2)).len(), 1);
-        assert!(cut_at(all.clone(), 0).is_empty());
-        assert_eq!(cut_at(all.clone(), 6), all);
-        // A torn tail is not a batch.
-        assert_eq!(split_batches(&all.slice(..all.len() - 1)).len(), 2);
-    }
-
-    fn open_log(dir: &std::path::Path) -> PartitionLog {
-        PartitionLog::open(
-            dir,
-            LogConfig {
-                segment_bytes: 1024,
-                flush_policy: FlushPolicy::EveryBatch,
-                oversized_batch_own_segment: true,
-                ..LogConfig::default()
-            },
-        )
-        .unwrap()
-    }
-
-    fn topic(i: u8) -> MetadataRecord {
-        MetadataRecord::Topic {
-            name: format!("t{i}"),
-            topic_id: [i + 1; 16],
-        }
-    }
-
-    #[test]
-    fn a_restart_starts_from_the_latest_snapshot_and_the_log_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = open_log(dir.path());
-        // 30 one-record batches of epoch 1 over several 1 KiB segments.
-        for i in 0..30u8 {
-            let b = encode_batch(&[topic(i)], 0).unwrap();
-            log.append_as_leader(b, 1).unwrap();
-        }
-        assert!(log.segment_base_offsets().len() > 3);
-        let (none, image) = open_snapshot(dir.path(), &mut log).unwrap();
-        assert_eq!((none, image.last_offset()), (None, -1));
-        // A snapshot of the first 20 records, and a leftover partial one.
-        let id = SnapshotId {
-            end_offset: 20,
-            epoch: 1,
-        };
-        let records: Vec<MetadataRecord> = (0..20).map(topic).collect();
-        metadata_snapshot::write(dir.path(), id, &records).unwrap();
-        std::fs::write(
-            metadata_snapshot::partial_path(
-                dir.path(),
-                SnapshotId {
-                    end_offset: 25,
-                    epoch: 1,
-                },
-            ),
-            b"half",
-        )
-        .unwrap();
-        let (got, image) = open_snapshot(dir.path(), &mut log).unwrap();
-        assert_eq!(got, Some(id));
-        assert_eq!(image.last_offset(), 19);
-        assert_eq!(image.topics().count(), 20);
-        // Segments wholly below the snapshot are gone; the log after it stays.
-        assert!(log.log_start_offset() > 0 && log.log_start_offset() <= 20);
-        assert_eq!(log.log_end_offset(), 30);
-        assert_eq!(metadata_snapshot::list(dir.path()).unwrap(), vec![id]);
-        assert!(!metadata_snapshot::partial_path(
-            dir.path(),
-            SnapshotId {
-                end_offset: 25,
-                epoch: 1
-            }
-        )
-        .exists());
-        // A snapshot past the log end (a crash during an install): the log restarts there.
-        let later = SnapshotId {
-            end_offset: 40,
-            epoch: 2,
-        };
-        metadata_snapshot::write(dir.path(), later, &records).unwrap();
-        let (got, image) = open_snapshot(dir.path(), &mut log).unwrap();
-        assert_eq!(got, Some(later));
-        assert_eq!(image.last_offset(), 39);
-        assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 40));
-    }
-
-    #[test]
-    fn a_corrupt_snapshot_or_a_log_without_its_snapshot_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = open_log(dir.path());
-        let id = SnapshotId {
-            end_offset: 5,
-            epoch: 1,
-        };
-        metadata_snapshot::write(dir.path(), id, &[topic(1)]).unwrap();
-        let path = metadata_snapshot::path(dir.path(), id);
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
-        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
-        assert!(
-            err.contains("cannot load the latest metadata snapshot")
-                && err.contains("00000000000000000005-0000000001.checkpoint"),
-            "{err}"
-        );
-        // No snapshot, but the log starts at 5.
-        std::fs::remove_file(&path).unwrap();
-        log.truncate_fully_and_start_at(5).unwrap();
-        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
-        assert!(
-            err.contains("starts at offset 5 but there is no snapshot"),
-            "{err}"
-        );
-        // A snapshot that ends before the log start.
-        metadata_snapshot::write(
-            dir.path(),
-            SnapshotId {
-                end_offset: 3,
-                epoch: 1,
-            },
-            &[],
-        )
-        .unwrap();
-        let err = open_snapshot(dir.path(), &mut log).unwrap_err().to_string();
-        assert!(err.contains("records in between are missing"), "{err}");
-    }
-
-    #[test]
-    fn the_quorum_state_file_round_trips_and_bad_files_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("quorum-state");
-        assert_eq!(read_quorum_state(&path).unwrap(), QuorumState::default());
-        let file = QuorumStateFile {
-            leader_id: 2,
-            leader_epoch: 7,
-            voted_id: 3,
-            applied_offset: 0,
-            current_voters: vec![VoterEntry { voter_id: 1 }],
-            data_version: 0,
-        };
-        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        assert_eq!(
-            read_quorum_state(&path).unwrap(),
-            QuorumState {
-                epoch: 7,
-                voted_for: Some(3),
-                leader: Some(2)
-            }
-        );
-        std::fs::write(&path, b"{not json").unwrap();
-        let err = read_quorum_state(&path).unwrap_err().to_string();
-        assert!(err.contains("malformed quorum state"), "{err}");
     }
 }

@@ -14,34 +14,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::log::{LogSummary, SnapshotId};
+use crate::error_codes as codes;
 
 /// A voter's (or observer's) id: `node.id`.
 pub type ReplicaId = i32;
-
-/// Kafka error codes the quorum answers with.
-pub mod codes {
-    /// The replica is not the leader (or knows none): retry on the leader it names.
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    /// The request's epoch is older than the receiver's.
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    /// The request's epoch is newer than the receiver's, or newer than it accepts while
-    /// its leader is live (a BeginQuorumEpoch/EndQuorumEpoch for a later epoch reaching a
-    /// voter that still hears from the leader of its own).
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    /// A malformed quorum request: a negative id or offset, a candidate's last log epoch
-    /// not below its candidate epoch, a Vote from the receiver itself, or a
-    /// BeginQuorumEpoch/EndQuorumEpoch naming a leader the receiver knows is not the
-    /// leader of that epoch.
-    pub const INVALID_REQUEST: i16 = 42;
-    /// The sender, or the receiver itself, is not one of `controller.quorum.voters`.
-    pub const INCONSISTENT_VOTER_SET: i16 = 94;
-    /// The request names another cluster (checked by the driver, which knows the id).
-    pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
-    /// FetchSnapshot (KIP-630): the leader holds no snapshot with the requested id.
-    pub const SNAPSHOT_NOT_FOUND: i16 = 98;
-    /// FetchSnapshot: the position is past the snapshot's size.
-    pub const POSITION_OUT_OF_RANGE: i16 = 99;
-}
 
 /// A voter's state as KIP-595 (and the model's `Role`) names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -370,6 +346,9 @@ pub struct QuorumCore {
     /// has not fired) refuses Votes and later epochs. Off, the voter behaves as KIP-595
     /// alone: the variant in which a disconnected voter deposes a healthy leader.
     pre_vote: bool,
+    /// The quorum state as last persisted (or restarted from): what [`Self::persist`]
+    /// checks the next one against.
+    persisted: QuorumState,
     effects: Vec<Effect>,
 }
 
@@ -411,6 +390,7 @@ impl QuorumCore {
             quorum_checked: false,
             pre_vote: true,
             snapshot_to_fetch: None,
+            persisted: state,
             effects: Vec::new(),
         };
         let timer = if core.voters == [id] {
@@ -486,6 +466,14 @@ impl QuorumCore {
 
     /// The effects queued since the last call, in the order they must be performed.
     pub fn take_effects(&mut self) -> Vec<Effect> {
+        // Also after changes of the log that do not move the high watermark itself.
+        assert!(
+            self.high_watermark <= self.log.end_offset(),
+            "voter {}: high watermark {} past the log end offset {}",
+            self.id,
+            self.high_watermark,
+            self.log.end_offset()
+        );
         std::mem::take(&mut self.effects)
     }
 
@@ -497,9 +485,45 @@ impl QuorumCore {
         self.voters.contains(&id)
     }
 
+    /// Queues the quorum state to be made durable. The epoch never goes back, and a vote
+    /// once cast stands for the rest of its epoch: `voted_for` changes only with the epoch
+    /// (or from none to a vote). Both are the election's safety (one leader per epoch), so
+    /// they are asserted here, where every durable change passes.
     fn persist(&mut self) {
         let state = self.quorum_state();
+        let before = self.persisted;
+        assert!(
+            state.epoch >= before.epoch,
+            "voter {}: epoch would go back from {} to {}",
+            self.id,
+            before.epoch,
+            state.epoch
+        );
+        assert!(
+            state.epoch > before.epoch
+                || before.voted_for.is_none()
+                || state.voted_for == before.voted_for,
+            "voter {}: vote changed from {:?} to {:?} within epoch {}",
+            self.id,
+            before.voted_for,
+            state.voted_for,
+            state.epoch
+        );
+        self.persisted = state;
         self.effects.push(Effect::PersistQuorumState(state));
+    }
+
+    /// The only write of the high watermark: it never passes the log end offset (a
+    /// follower takes the leader's bounded by its own log end; the leader computes it from
+    /// end offsets its own log reaches).
+    fn set_high_watermark(&mut self, hw: i64) {
+        assert!(
+            hw <= self.log.end_offset(),
+            "voter {}: high watermark {hw} past the log end offset {}",
+            self.id,
+            self.log.end_offset()
+        );
+        self.high_watermark = hw;
     }
 
     fn not_leader(&self) -> NotLeader {
@@ -1066,7 +1090,7 @@ impl QuorumCore {
                 let to = end_offset.min(own_end).max(self.log.start_offset()).max(0);
                 self.log.truncate(to);
                 self.effects.push(Effect::Truncate(to));
-                self.high_watermark = self.high_watermark.min(to);
+                self.set_high_watermark(self.high_watermark.min(to));
             }
             FetchResult::Records(batches) => {
                 let mut accepted = Vec::new();
@@ -1085,7 +1109,7 @@ impl QuorumCore {
                 }
                 let hw = resp.high_watermark.min(self.log.end_offset());
                 if hw > self.high_watermark {
-                    self.high_watermark = hw;
+                    self.set_high_watermark(hw);
                     self.effects.push(Effect::HighWatermark(hw));
                 }
             }
@@ -1175,7 +1199,7 @@ impl QuorumCore {
         self.log.install_snapshot(id);
         self.effects.push(Effect::InstallSnapshot(id));
         if id.end_offset > self.high_watermark {
-            self.high_watermark = id.end_offset;
+            self.set_high_watermark(id.end_offset);
             self.effects.push(Effect::HighWatermark(id.end_offset));
         }
         self.effects.push(Effect::SetTimer(Timer::Fetch));
@@ -1255,7 +1279,7 @@ impl QuorumCore {
         {
             return;
         }
-        self.high_watermark = candidate;
+        self.set_high_watermark(candidate);
         self.effects.push(Effect::HighWatermark(candidate));
     }
 }

@@ -1,6 +1,7 @@
 //! One test per transition, mirroring the model's unit tests.
 
 use super::*;
+use crate::error_codes as codes;
 
 /// A voter of {1, 2, 3} with KIP-595's transitions alone (a timeout starts an election):
 /// the tests of those transitions use it. The Pre-Vote tests use [`pv_voter`].

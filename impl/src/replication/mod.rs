@@ -23,58 +23,28 @@
 //!
 //! Modules, one job each:
 //! * [`partition`] — [`Replica`], the role state and every transition;
+//! * [`consumer_read`] — the consumer read rule ([`Replica::read_for_consumer`]): the
+//!   leader-epoch check, the out-of-range check, whole batches below the high watermark;
 //! * [`purgatory`] — [`ProducePurgatory`], acks=all produces waiting for the high watermark;
 //! * [`producer_state`] — [`ProducerStateManager`], idempotent producers' epochs and last
 //!   batches (KIP-98 duplicate detection and sequence checks).
 
+pub mod consumer_read;
+pub mod ids;
 pub mod partition;
 pub mod producer_state;
 pub mod purgatory;
 
+pub use consumer_read::{ConsumerFetch, ConsumerRead};
+pub use ids::{BrokerId, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 pub use partition::{
-    Acks, AlterPartitionProposal, AlterPartitionResponse, EpochEndOffset, FetchRequestPartition,
-    FetchResponse, FetchResult, FollowerFetchOutcome, FollowerState, IsrMember, LeaderState,
-    PartitionState, PendingIsr, ProduceOutcome, Replica, ReplicaConfig, Role,
+    Acks, AlterPartitionProposal, AlterPartitionResponse, Effect, EpochEndOffset,
+    FetchRequestPartition, FetchResponse, FetchResult, FollowerFetchOutcome, FollowerState,
+    IsrMember, LeaderState, PartitionRegistration, PendingIsr, ProduceOutcome, Replica,
+    ReplicaConfig, Role,
 };
 pub use producer_state::{
     BatchMetadata, Check, ProducerBatch, ProducerIdBlock, ProducerStateEntry, ProducerStateError,
     ProducerStateManager, MAX_BATCHES_PER_PRODUCER, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
-
-/// A Kafka broker (node) id.
-pub type BrokerId = i32;
-/// A leader epoch (KIP-101); -1 is "none".
-pub type LeaderEpoch = i32;
-/// "No broker" (Kafka's -1 leader id).
-pub const NO_BROKER: BrokerId = -1;
-/// "Unknown broker epoch" (Kafka's -1 in NewIsrWithEpochs and in Fetch's ReplicaEpoch).
-pub const UNKNOWN_BROKER_EPOCH: i64 = -1;
-
-/// Kafka's error codes, with Kafka's numbers, for the errors this layer produces.
-pub mod error_codes {
-    pub const NONE: i16 = 0;
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    /// Not produced by this layer (see [`super::producer_state`], KIP-360); for the wire layer.
-    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    pub const INVALID_UPDATE_VERSION: i16 = 95;
-    pub const INVALID_RECORD: i16 = 87;
-    pub const INELIGIBLE_REPLICA: i16 = 107;
-}
-
-/// What the replica asks its driver to do, drained with [`Replica::poll_effect`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect {
-    /// Answer a produce request that was waiting in the purgatory.
-    CompleteProduce(ProduceCompletion),
-    /// Send this AlterPartition request to the controller (from [`Replica::handle_timeout`]).
-    SendAlterPartition(AlterPartitionProposal),
-}

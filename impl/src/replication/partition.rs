@@ -14,16 +14,25 @@ use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 
-use super::error_codes::*;
+use super::ids::{BrokerId, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
 use super::producer_state::{Check, ProducerStateManager};
 use super::purgatory::{DelayedProduce, ProduceCompletion, ProducePurgatory};
-use super::{BrokerId, Effect, LeaderEpoch, NO_BROKER, UNKNOWN_BROKER_EPOCH};
+use crate::error_codes::*;
 use crate::fault;
 use crate::faults::Faults;
 use crate::storage::{
     set_create_time_max_timestamps, validate_produce, BatchHeader, BatchRejection, PartitionLog,
     StorageError, TimestampType, ValidationConfig, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
+
+/// What the replica asks its driver to do, drained with [`Replica::poll_effect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Answer a produce request that was waiting in the purgatory.
+    CompleteProduce(ProduceCompletion),
+    /// Send this AlterPartition request to the controller (from [`Replica::handle_timeout`]).
+    SendAlterPartition(AlterPartitionProposal),
+}
 
 /// The settings the protocol reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +62,7 @@ impl ReplicaConfig {
 /// The partition state a broker learns from the controller's metadata (KRaft's
 /// PartitionRecord / PartitionChangeRecord).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionState {
+pub struct PartitionRegistration {
     /// The leader, [`NO_BROKER`] while the partition is offline.
     pub leader: BrokerId,
     pub leader_epoch: LeaderEpoch,
@@ -428,6 +437,44 @@ impl Replica {
     }
 
     // -------------------------------------------------------------------------------------
+    // Invariants
+
+    /// What holds after every transition, checked where it changes state (a comparison and
+    /// a scan of an ISR of a few brokers: free, so `assert!`). The high watermark never
+    /// passes the log end offset; a leader's committed ISR holds the leader (so it is never
+    /// empty): the controller elects from the ISR and never removes the leader from it, and
+    /// this leader never proposes to drop itself.
+    fn assert_invariants(&self) {
+        let (hw, leo) = (self.log.high_watermark(), self.log.log_end_offset());
+        assert!(
+            hw <= leo,
+            "replica {}: high watermark {hw} past the log end offset {leo}",
+            self.config.broker_id
+        );
+        if let Role::Leader(l) = &self.role {
+            assert!(
+                l.isr.contains(&self.config.broker_id),
+                "replica {} leads epoch {} with an ISR {:?} that does not hold it",
+                self.config.broker_id,
+                self.leader_epoch,
+                l.isr
+            );
+        }
+    }
+
+    /// The only write of the leader epoch: metadata moves it forward, never back (stale
+    /// metadata is ignored before this is reached).
+    fn set_leader_epoch(&mut self, epoch: LeaderEpoch) {
+        assert!(
+            epoch >= self.leader_epoch,
+            "replica {}: leader epoch would go back from {} to {epoch}",
+            self.config.broker_id,
+            self.leader_epoch
+        );
+        self.leader_epoch = epoch;
+    }
+
+    // -------------------------------------------------------------------------------------
     // Metadata: BecomeLeader / BecomeFollower
 
     /// Model step `BecomeLeader`: the metadata says this broker leads. A new leader epoch
@@ -436,7 +483,7 @@ impl Replica {
     /// caught up now, as Kafka's `resetReplicaState`), and remembers where its epoch starts.
     /// The same leader epoch with a newer partition epoch only updates the ISR. Returns
     /// whether anything changed; stale metadata (older epochs) is ignored.
-    pub fn become_leader(&mut self, state: &PartitionState, now_ms: u64) -> bool {
+    pub fn become_leader(&mut self, state: &PartitionRegistration, now_ms: u64) -> bool {
         let me = self.config.broker_id;
         if state.leader != me || state.leader_epoch < self.leader_epoch {
             return false;
@@ -471,7 +518,7 @@ impl Replica {
                 epoch_start_offset: self.log.log_end_offset(),
                 followers,
             });
-            self.leader_epoch = state.leader_epoch;
+            self.set_leader_epoch(state.leader_epoch);
             // As Kafka's `makeLeader` (and the model's BecomeLeader): the new epoch starts at
             // the log end now, not at the first append. Otherwise a leader that loses
             // leadership before appending would send an older last fetched epoch than the
@@ -483,13 +530,14 @@ impl Replica {
             }
         }
         self.maybe_advance_high_watermark();
+        self.assert_invariants();
         true
     }
 
     /// Model step `BecomeFollower`: the metadata says another broker (or none) leads. No
     /// truncation here: the first fetch to the new leader validates the log (KIP-595) and
     /// truncates only a diverged tail. Produces waiting at a former leader fail.
-    pub fn become_follower(&mut self, state: &PartitionState) -> bool {
+    pub fn become_follower(&mut self, state: &PartitionRegistration) -> bool {
         if state.leader == self.config.broker_id || state.leader_epoch < self.leader_epoch {
             return false;
         }
@@ -506,7 +554,7 @@ impl Replica {
                 leader: state.leader,
             }
         };
-        self.leader_epoch = state.leader_epoch;
+        self.set_leader_epoch(state.leader_epoch);
         self.epoch_validated = false;
         if fault!(self.config.faults, HwTruncation) {
             // Before KIP-101: a new follower cut its log back to its high watermark.
@@ -514,6 +562,7 @@ impl Replica {
                 tracing::warn!(error = %e, "truncating to the high watermark");
             }
         }
+        self.assert_invariants();
         true
     }
 
@@ -611,6 +660,7 @@ impl Replica {
         };
         self.producers.update_from_append(&info.batches);
         self.maybe_advance_high_watermark();
+        self.assert_invariants();
         if info.record_count == 0 {
             return done(NONE, info.first_offset);
         }
@@ -667,6 +717,8 @@ impl Replica {
 
     /// Times out waiting produces whose deadline passed, and queues the AlterPartition that
     /// [`Self::isr_changes_due`] finds (Kafka's purgatory reaper and isr-expiration task).
+    /// The driver calls it on a fixed tick, as Kafka runs both tasks on a schedule: a
+    /// follower falls out of sync by time passing, not at a deadline the replica could name.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let effects = &mut self.effects;
         self.purgatory
@@ -674,11 +726,6 @@ impl Replica {
         if let Some(p) = self.isr_changes_due(now_ms) {
             self.effects.push_back(Effect::SendAlterPartition(p));
         }
-    }
-
-    /// When the driver should call [`Self::handle_timeout`] next for produce deadlines.
-    pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.purgatory.next_deadline_ms()
     }
 
     // -------------------------------------------------------------------------------------
@@ -779,6 +826,7 @@ impl Replica {
             f.broker_epoch = req.replica_broker_epoch;
         }
         self.maybe_advance_high_watermark();
+        self.assert_invariants();
         match self.log.read(req.fetch_offset, req.max_bytes) {
             Ok(records) => FetchResult {
                 error_code: NONE,
@@ -834,6 +882,7 @@ impl Replica {
                 self.producers.rebuild(&self.log)?;
             }
             self.epoch_validated = fault!(f, SingleEpochTruncation);
+            self.assert_invariants();
             return Ok(FollowerFetchOutcome::Truncated {
                 log_end_offset: self.log.log_end_offset(),
             });
@@ -846,6 +895,7 @@ impl Replica {
         self.epoch_validated = fault!(f, SingleEpochTruncation) || unfenced;
         let leo = self.log.log_end_offset();
         self.log.set_high_watermark(r.high_watermark.min(leo));
+        self.assert_invariants();
         Ok(FollowerFetchOutcome::Appended {
             log_end_offset: leo,
         })
@@ -896,6 +946,7 @@ impl Replica {
         self.purgatory.complete_up_to(hw, enough, |c| {
             effects.push_back(Effect::CompleteProduce(c))
         });
+        self.assert_invariants();
         true
     }
 
@@ -1061,6 +1112,7 @@ impl Replica {
                 l.partition_epoch = *partition_epoch;
                 l.pending_isr = None;
                 self.maybe_advance_high_watermark();
+                self.assert_invariants();
             }
             AlterPartitionResponse::Error(FENCED_LEADER_EPOCH | INVALID_UPDATE_VERSION) => {
                 return false
@@ -1100,6 +1152,7 @@ impl Replica {
         if fault!(r.config.faults, HwTruncation) {
             r.truncate_to_high_watermark()?;
         }
+        r.assert_invariants();
         Ok(r)
     }
 }
@@ -1127,99 +1180,5 @@ fn leader_end_offset_for_epoch(log: &PartitionLog, requested: LeaderEpoch) -> Op
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::{BatchBuilder, LogConfig};
-
-    fn replica(dir: &std::path::Path, id: BrokerId) -> Replica {
-        let log = PartitionLog::open(dir.join(format!("b{id}")), LogConfig::default()).unwrap();
-        Replica::new(ReplicaConfig::new(id), log, 1).unwrap()
-    }
-
-    fn state(leader: BrokerId, leader_epoch: LeaderEpoch, isr: &[BrokerId]) -> PartitionState {
-        PartitionState {
-            leader,
-            leader_epoch,
-            partition_epoch: leader_epoch,
-            isr: isr.to_vec(),
-            replicas: vec![0, 1, 2],
-        }
-    }
-
-    fn batch() -> BytesMut {
-        BatchBuilder::new(0).record(0, None, Some(b"v")).build()
-    }
-
-    #[test]
-    fn the_current_epoch_counts_before_its_first_append() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut r = replica(tmp.path(), 0);
-        assert!(r.become_leader(&state(0, 0, &[0]), 0));
-        r.append_as_leader(1, batch(), Acks::Leader, 0, 0);
-        assert!(r.become_leader(&state(0, 3, &[0]), 0));
-        // Epoch 2 was never written; the log's latest (0) ends where epoch 3 starts.
-        assert_eq!(leader_end_offset_for_epoch(&r.log, 2), Some((0, 1)));
-        assert_eq!(leader_end_offset_for_epoch(&r.log, 0), Some((0, 1)));
-        assert_eq!(r.leader_state().unwrap().epoch_start_offset, 1);
-    }
-
-    /// The topic's timestamp bounds reach the leader's validation: a CreateTime batch
-    /// further in the past than `message.timestamp.before.max.ms` is refused with
-    /// INVALID_TIMESTAMP and not appended; within the bound it is appended.
-    #[test]
-    fn the_topics_timestamp_bounds_refuse_a_batch_too_far_from_the_brokers_clock() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut r = replica(tmp.path(), 0);
-        assert!(r.become_leader(&state(0, 0, &[0]), 0));
-        r.set_message_timestamp_bounds(60_000, 60_000);
-        let now = 1_000_000;
-        let old = BatchBuilder::new(0).record(0, None, Some(b"v")).build();
-        match r.append_as_leader(1, old, Acks::Leader, 0, now) {
-            ProduceOutcome::Rejected(rejection) => assert_eq!(rejection.error_code, 32),
-            _ => panic!("a batch 1000 s old was not refused"),
-        }
-        assert_eq!(r.log_end_offset(), 0);
-        let recent = BatchBuilder::new(now as i64 - 1_000)
-            .record(now as i64 - 1_000, None, Some(b"v"))
-            .build();
-        r.append_as_leader(2, recent, Acks::Leader, 0, now);
-        assert_eq!(r.log_end_offset(), 1);
-    }
-
-    #[test]
-    fn stale_metadata_is_ignored_and_roles_follow_the_leader_id() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut r = replica(tmp.path(), 1);
-        assert!(r.become_follower(&state(0, 2, &[0, 1])));
-        assert_eq!(r.leader(), 0);
-        assert!(
-            !r.become_follower(&state(2, 1, &[0, 1])),
-            "older leader epoch"
-        );
-        assert!(
-            !r.become_leader(&state(0, 3, &[0, 1]), 0),
-            "not this broker"
-        );
-        assert!(r.become_follower(&state(NO_BROKER, 3, &[])));
-        assert_eq!(r.role(), &Role::None);
-        assert_eq!(r.fetch_request(1024), None);
-    }
-
-    #[test]
-    fn a_single_member_isr_commits_acks_all_at_once() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut r = replica(tmp.path(), 0);
-        r.config.min_insync_replicas = 1;
-        r.become_leader(&state(0, 0, &[0]), 0);
-        let out = r.append_as_leader(9, batch(), Acks::All, 100, 0);
-        assert_eq!(
-            out,
-            ProduceOutcome::Completed(ProduceCompletion {
-                request_id: 9,
-                error_code: NONE,
-                base_offset: 0
-            })
-        );
-        assert_eq!(r.high_watermark(), 1);
-    }
-}
+#[path = "tests.rs"]
+mod tests;

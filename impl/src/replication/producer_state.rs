@@ -27,11 +27,11 @@
 //! the producer restarts its sequence at 0. [`UNKNOWN_PRODUCER_ID`] is therefore never
 //! produced here; the constant exists for the wire layer.
 //!
-//! [`UNKNOWN_PRODUCER_ID`]: super::error_codes::UNKNOWN_PRODUCER_ID
+//! [`UNKNOWN_PRODUCER_ID`]: crate::error_codes::UNKNOWN_PRODUCER_ID
 
 use std::collections::{HashMap, VecDeque};
 
-use super::error_codes::{INVALID_PRODUCER_EPOCH, INVALID_RECORD, OUT_OF_ORDER_SEQUENCE_NUMBER};
+use crate::error_codes::{INVALID_PRODUCER_EPOCH, INVALID_RECORD, OUT_OF_ORDER_SEQUENCE_NUMBER};
 use crate::storage::batch::{NO_PRODUCER_ID, NO_SEQUENCE};
 use crate::storage::{BatchAppendInfo, BatchHeader, PartitionLog, StorageError};
 
@@ -414,7 +414,7 @@ pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
 /// for a new block when it returns `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerIdBlock {
-    pub assigned_broker_id: super::BrokerId,
+    pub assigned_broker_id: super::ids::BrokerId,
     pub first_producer_id: i64,
     pub size: i32,
     /// The next id to hand out.
@@ -423,7 +423,11 @@ pub struct ProducerIdBlock {
 
 impl ProducerIdBlock {
     /// The block `[first_producer_id, first_producer_id + size)` for `broker`.
-    pub fn new(assigned_broker_id: super::BrokerId, first_producer_id: i64, size: i32) -> Self {
+    pub fn new(
+        assigned_broker_id: super::ids::BrokerId,
+        first_producer_id: i64,
+        size: i32,
+    ) -> Self {
         ProducerIdBlock {
             assigned_broker_id,
             first_producer_id,

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use super::error_codes::{NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT};
+use crate::error_codes::{NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT};
 
 /// The answer to one produce request for this partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +137,8 @@ impl ProducePurgatory {
 
 #[cfg(test)]
 mod tests {
-    use super::super::error_codes::NOT_LEADER_OR_FOLLOWER;
     use super::*;
+    use crate::error_codes::NOT_LEADER_OR_FOLLOWER;
 
     fn p(id: u64, base: i64, required: i64, deadline: u64) -> DelayedProduce {
         DelayedProduce {

@@ -8,30 +8,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Kafka protocol error codes used by [`StorageError::kafka_error_code`].
-///
-/// Numeric values are Kafka's (`org.apache.kafka.common.protocol.Errors`).
-pub mod kafka_codes {
-    /// `UNKNOWN_SERVER_ERROR`
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    /// `OFFSET_OUT_OF_RANGE`
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    /// `CORRUPT_MESSAGE`
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    /// `MESSAGE_TOO_LARGE`
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    /// `INVALID_TIMESTAMP`
-    pub const INVALID_TIMESTAMP: i16 = 32;
-    /// `RECORD_LIST_TOO_LARGE`
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    /// `KAFKA_STORAGE_ERROR`
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// `FENCED_LEADER_EPOCH`
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    /// `INVALID_RECORD`
-    pub const INVALID_RECORD: i16 = 87;
-}
-
 /// Result alias for the storage layer.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -229,7 +205,7 @@ pub enum StorageError {
 impl StorageError {
     /// The Kafka error code a request handler should return for this error.
     pub fn kafka_error_code(&self) -> i16 {
-        use kafka_codes::*;
+        use crate::error_codes::*;
         match self {
             StorageError::TruncatedHeader { .. }
             | StorageError::BatchLengthTooSmall { .. }
@@ -257,7 +233,7 @@ impl StorageError {
     /// True for errors that describe bad bytes in a batch (as opposed to I/O, policy or range
     /// errors). Recovery cuts the log at the first such error.
     pub fn is_corrupt_batch(&self) -> bool {
-        self.kafka_error_code() == kafka_codes::CORRUPT_MESSAGE
+        self.kafka_error_code() == crate::error_codes::CORRUPT_MESSAGE
     }
 
     /// Builds an [`StorageError::Io`]; used with `map_err`.

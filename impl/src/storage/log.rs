@@ -683,6 +683,16 @@ impl PartitionLog {
                 reason: format!("append ends at offset {last}, the last offset a log can hold"),
             });
         };
+        // Both appends build `batches` so that they follow each other from the log end
+        // offset; a gap or an overlap here would corrupt every later read and index lookup.
+        debug_assert!(
+            offsets_follow_on(first, &batches),
+            "appending batches {:?} that do not follow on from log end offset {first}",
+            batches
+                .iter()
+                .map(|b| (b.base_offset, b.last_offset))
+                .collect::<Vec<_>>()
+        );
         self.maybe_roll(data.len() as u64, last)?;
         if let Err(e) = self.active_mut()?.append(data, layout) {
             // The epoch cache may already name an epoch starting at `first`; undo that.
@@ -984,4 +994,14 @@ impl PartitionLog {
         }
         Ok(self.dir)
     }
+}
+
+/// Whether `batches` start at `log_end_offset` and each starts right after the one before.
+fn offsets_follow_on(log_end_offset: i64, batches: &[BatchAppendInfo]) -> bool {
+    let mut next = log_end_offset;
+    batches.iter().all(|b| {
+        let follows = b.base_offset == next;
+        next = b.last_offset + 1;
+        follows
+    })
 }

@@ -19,6 +19,8 @@
 //! * [`error`] — [`StorageError`] with Kafka error-code mapping.
 
 pub mod batch;
+#[cfg(test)]
+mod batch_tests;
 pub mod builder;
 pub mod checkpoint;
 pub mod config;
@@ -44,7 +46,7 @@ pub use batch::{
 pub use builder::BatchBuilder;
 pub use config::{FlushPolicy, LogConfig};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
-pub use error::{kafka_codes, Result, StorageError};
+pub use error::{Result, StorageError};
 pub use log::{AppendInfo, BatchAppendInfo, PartitionLog};
 pub use validate::{
     set_create_time_max_timestamps, validate_produce, BatchRejection, RecordError, ValidatedBatch,

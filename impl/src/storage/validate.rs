@@ -52,9 +52,7 @@ use super::batch::{
     BatchHeader, BatchesMut, Compression, TimestampType, BATCH_HEADER_LEN, MAGIC_V2,
     MIN_BATCH_LENGTH, NO_PRODUCER_ID,
 };
-use super::error::kafka_codes::{
-    CORRUPT_MESSAGE, INVALID_RECORD, INVALID_TIMESTAMP, MESSAGE_TOO_LARGE,
-};
+use crate::error_codes::{CORRUPT_MESSAGE, INVALID_RECORD, INVALID_TIMESTAMP, MESSAGE_TOO_LARGE};
 
 /// How many times `max.message.bytes` a batch may decompress to by default. Clients bound
 /// the *uncompressed* size of what they batch (librdkafka by `batch.size` <= 1 MB, Java by

@@ -86,7 +86,7 @@ pub fn encode_unsupported_api_versions(
     out: &mut BytesMut,
     correlation_id: i32,
 ) -> Result<(), ResponseError> {
-    let body = versions::api_versions_response(versions::UNSUPPORTED_VERSION);
+    let body = versions::api_versions_response(crate::error_codes::UNSUPPORTED_VERSION);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     write_framed(out, |buf| {
         header.encode(buf, 0)?;
@@ -279,7 +279,7 @@ mod tests {
         let ResponseKind::ApiVersions(body) = body else {
             panic!()
         };
-        assert_eq!(body.error_code, versions::UNSUPPORTED_VERSION);
+        assert_eq!(body.error_code, crate::error_codes::UNSUPPORTED_VERSION);
         let av = body
             .api_keys
             .iter()

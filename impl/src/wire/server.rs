@@ -574,7 +574,7 @@ mod tests {
         let ResponseKind::ApiVersions(body) = body else {
             panic!()
         };
-        assert_eq!(body.error_code, crate::wire::versions::UNSUPPORTED_VERSION);
+        assert_eq!(body.error_code, crate::error_codes::UNSUPPORTED_VERSION);
         // The retry at v3 works on the same connection.
         let header = header.with_request_api_version(3).with_correlation_id(2);
         out.clear();

@@ -99,9 +99,6 @@ pub const SERVED_APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::FetchSnapshot, 0, 0),
 ];
 
-/// Kafka error code UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
-
 /// The served row for `key`, if the API is served at all.
 pub fn served(key: ApiKey) -> Option<&'static ServedApi> {
     SERVED_APIS.iter().find(|api| api.key == key)
@@ -189,8 +186,8 @@ mod tests {
         assert_eq!(resp.finalized_features_epoch, -1);
         assert!(!resp.zk_migration_ready);
         assert_eq!(
-            api_versions_response(UNSUPPORTED_VERSION).error_code,
-            UNSUPPORTED_VERSION
+            api_versions_response(crate::error_codes::UNSUPPORTED_VERSION).error_code,
+            crate::error_codes::UNSUPPORTED_VERSION
         );
     }
 }
