@@ -290,12 +290,18 @@ impl State {
         Ok(&n.data[start..end])
     }
 
-    /// Writes `bytes` at `offset` (a hole before it reads as zeros).
-    pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8], now: SystemTime) -> Result<u32> {
-        if self.faults.write_eio {
+    /// An injected EIO when `fault` is switched on (counted in the stats).
+    fn injected(&mut self, fault: bool) -> Result<()> {
+        if fault {
             self.stats.injected_errors += 1;
             return Err(FsError::Io);
         }
+        Ok(())
+    }
+
+    /// Writes `bytes` at `offset` (a hole before it reads as zeros).
+    pub fn write(&mut self, ino: Ino, offset: u64, bytes: &[u8], now: SystemTime) -> Result<u32> {
+        self.injected(self.faults.write_eio)?;
         let (capacity, used) = (self.capacity, self.used);
         let n = self.node_mut(ino)?;
         if n.kind == Kind::Dir {
@@ -321,10 +327,7 @@ impl State {
 
     /// Sets a file's length (ftruncate / set_len).
     pub fn truncate(&mut self, ino: Ino, size: u64, now: SystemTime) -> Result<()> {
-        if self.faults.write_eio {
-            self.stats.injected_errors += 1;
-            return Err(FsError::Io);
-        }
+        self.injected(self.faults.write_eio)?;
         let (capacity, used) = (self.capacity, self.used);
         let n = self.node_mut(ino)?;
         if n.kind == Kind::Dir {
@@ -344,10 +347,7 @@ impl State {
 
     /// Makes a file's contents, or a directory's entries, durable.
     pub fn fsync(&mut self, ino: Ino) -> Result<()> {
-        if self.faults.fsync_eio {
-            self.stats.injected_errors += 1;
-            return Err(FsError::Io);
-        }
+        self.injected(self.faults.fsync_eio)?;
         let n = self.node_mut(ino)?;
         match n.kind {
             Kind::File => {
